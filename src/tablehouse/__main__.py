@@ -1,0 +1,3 @@
+from tablehouse.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""HTTP layer: error mapping, shared dependencies, middleware and router assembly."""

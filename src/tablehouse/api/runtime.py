@@ -1,0 +1,17 @@
+"""What the lifespan builds and every request may use."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tablehouse.config import Settings
+from tablehouse.core.database import SessionFactory
+
+
+@dataclass(frozen=True, slots=True)
+class Runtime:
+    settings: Settings
+    engine: AsyncEngine
+    session_factory: SessionFactory

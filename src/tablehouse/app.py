@@ -1,0 +1,60 @@
+"""The ASGI application: ``create_app(settings)`` builds it; the lifespan owns the stores."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import structlog
+from fastapi import FastAPI
+
+from tablehouse import __version__
+from tablehouse.api.errors import install_error_handlers
+from tablehouse.api.middleware import RequestContextMiddleware
+from tablehouse.api.router import include_routers
+from tablehouse.api.runtime import Runtime
+from tablehouse.config import Settings, load_settings
+from tablehouse.core.database import create_engine, create_session_factory, wait_for_database
+from tablehouse.core.logging import configure_logging
+from tablehouse.core.security import jwt_signing_secret
+
+log = structlog.get_logger(__name__)
+
+
+def create_app(settings: Settings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(settings)
+        try:
+            await wait_for_database(
+                engine,
+                attempts=settings.db_startup_attempts,
+                delay=settings.db_startup_retry_delay,
+            )
+            jwt_signing_secret(settings)
+            app.state.runtime = Runtime(
+                settings=settings, engine=engine, session_factory=create_session_factory(engine)
+            )
+            log.info("app.started", environment=settings.environment, version=__version__)
+            yield
+        finally:
+            await engine.dispose()
+            log.info("app.stopped")
+
+    app = FastAPI(
+        title="Tablehouse",
+        version=__version__,
+        summary="Define datasets by schema, load rows, and query them in SQL.",
+        lifespan=lifespan,
+    )
+    app.add_middleware(RequestContextMiddleware)
+    install_error_handlers(app)
+    include_routers(app)
+    return app
+
+
+def create_app_from_environment() -> FastAPI:
+    """Factory for ``uvicorn --factory`` and worker processes: settings from the environment."""
+    settings = load_settings()
+    configure_logging(settings)
+    return create_app(settings)

@@ -1,0 +1,20 @@
+"""The ``tablehouse`` command."""
+
+from __future__ import annotations
+
+import typer
+
+from tablehouse.cli import db, serve
+
+app = typer.Typer(
+    name="tablehouse",
+    help="Tablehouse: define datasets, load rows, query them in SQL.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.command("serve")(serve.serve)
+app.add_typer(db.app, name="db")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,142 @@
+"""Settings, read from the environment and an optional ``.env`` file.
+
+Every setting may be given bare (``DATABASE_URL``) or with the ``TABLEHOUSE_`` prefix
+(``TABLEHOUSE_DATABASE_URL``); the prefixed form wins when both are set.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+from tablehouse.errors import SettingsError
+
+ENV_PREFIX = "TABLEHOUSE_"
+MIN_JWT_SECRET_BYTES = 32
+
+Environment = Literal["development", "production", "test"]
+LogFormat = Literal["auto", "json", "console"]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+
+# Users write the short scheme; the app always talks through the async driver.
+_DRIVER_FOR_SCHEME = {
+    "sqlite": "sqlite+aiosqlite",
+    "sqlite+aiosqlite": "sqlite+aiosqlite",
+    "postgres": "postgresql+asyncpg",
+    "postgresql": "postgresql+asyncpg",
+    "postgresql+asyncpg": "postgresql+asyncpg",
+}
+_ANALYTICS_SCHEMES = ("chdb://", "http://", "https://")
+
+
+def _env(name: str, **kwargs: Any) -> Any:
+    """A field read from ``TABLEHOUSE_<NAME>`` or ``<NAME>``."""
+    return Field(validation_alias=AliasChoices(f"{ENV_PREFIX}{name}", name), **kwargs)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        populate_by_name=True,
+        hide_input_in_errors=True,
+    )
+
+    environment: Annotated[Environment, _env("ENVIRONMENT")] = "development"
+    data_dir: Annotated[Path, _env("DATA_DIR")] = Path("./data")
+
+    database_url: Annotated[str, _env("DATABASE_URL")] = "sqlite+aiosqlite:///./data/tablehouse.db"
+    db_pool_size: Annotated[int, _env("DB_POOL_SIZE", ge=1, le=1000)] = 10
+    db_max_overflow: Annotated[int, _env("DB_MAX_OVERFLOW", ge=0, le=1000)] = 20
+    db_pool_timeout: Annotated[float, _env("DB_POOL_TIMEOUT", gt=0)] = 30.0
+    db_pool_recycle: Annotated[int, _env("DB_POOL_RECYCLE", ge=-1)] = 1800
+    db_pool_pre_ping: Annotated[bool, _env("DB_POOL_PRE_PING")] = True
+    db_connect_timeout: Annotated[float, _env("DB_CONNECT_TIMEOUT", gt=0, le=300)] = 5.0
+    db_startup_attempts: Annotated[int, _env("DB_STARTUP_ATTEMPTS", ge=1, le=1000)] = 5
+    db_startup_retry_delay: Annotated[float, _env("DB_STARTUP_RETRY_DELAY", ge=0, le=300)] = 2.0
+    sqlite_busy_timeout_ms: Annotated[int, _env("SQLITE_BUSY_TIMEOUT_MS", ge=0)] = 5000
+
+    analytics_url: Annotated[str, _env("ANALYTICS_URL")] = "chdb:///./data/analytics"
+
+    jwt_secret: Annotated[SecretStr | None, _env("JWT_SECRET")] = None
+    jwt_algorithm: Annotated[Literal["HS256", "HS384", "HS512"], _env("JWT_ALGORITHM")] = "HS256"
+    access_token_ttl_minutes: Annotated[int, _env("ACCESS_TOKEN_TTL_MINUTES", ge=1)] = 15
+    refresh_token_ttl_days: Annotated[int, _env("REFRESH_TOKEN_TTL_DAYS", ge=1)] = 30
+
+    host: Annotated[str, _env("HOST")] = "127.0.0.1"
+    port: Annotated[int, _env("PORT", ge=1, le=65535)] = 8000
+    log_level: Annotated[LogLevel, _env("LOG_LEVEL")] = "INFO"
+    log_format: Annotated[LogFormat, _env("LOG_FORMAT")] = "auto"
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url_is_supported(cls, value: str) -> str:
+        try:
+            url = make_url(value)
+        except ArgumentError:
+            raise ValueError(
+                "expected a URL such as sqlite+aiosqlite:///./data/tablehouse.db "
+                "or postgresql+asyncpg://user:pass@host:5432/db"
+            ) from None
+        driver = _DRIVER_FOR_SCHEME.get(url.drivername)
+        if driver is None:
+            raise ValueError(
+                f"unsupported database {url.drivername!r}; expected sqlite+aiosqlite:// "
+                "or postgresql+asyncpg://"
+            )
+        if driver.startswith("sqlite") and url.database in (None, "", ":memory:"):
+            raise ValueError("a SQLite database needs a file path, e.g. sqlite+aiosqlite:///./data/x.db")
+        if driver.startswith("postgresql") and not url.database:
+            raise ValueError("a PostgreSQL URL must name a database, e.g. .../tablehouse")
+        return url.set(drivername=driver).render_as_string(hide_password=False)
+
+    @field_validator("analytics_url")
+    @classmethod
+    def _analytics_url_is_supported(cls, value: str) -> str:
+        if not value.startswith(_ANALYTICS_SCHEMES):
+            raise ValueError("expected chdb:///path or http(s)://user:pass@host:8123/db")
+        return value
+
+    @model_validator(mode="after")
+    def _production_has_a_strong_secret(self) -> Settings:
+        secret = self.jwt_secret
+        if secret is not None and len(secret.get_secret_value().encode()) < MIN_JWT_SECRET_BYTES:
+            raise ValueError(f"JWT_SECRET must be at least {MIN_JWT_SECRET_BYTES} bytes")
+        if self.environment == "production" and secret is None:
+            raise ValueError("JWT_SECRET must be set when ENVIRONMENT=production")
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def resolved_data_dir(self) -> Path:
+        return self.data_dir.expanduser().resolve()
+
+    def database_url_object(self) -> URL:
+        return make_url(self.database_url)
+
+
+def _describe(error: Any) -> str:
+    """One error as ``VARIABLE: what was expected`` without echoing the value (it may be secret)."""
+    field = next((str(part) for part in error["loc"] if isinstance(part, str)), "")
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if not field:
+        return message
+    return f"{field.upper().removeprefix(ENV_PREFIX)}: {message}"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read and validate settings, turning a validation failure into one readable line."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(_describe(error) for error in exc.errors())
+        raise SettingsError(f"invalid configuration: {problems}") from None

@@ -1,0 +1,1 @@
+"""Primitives every domain may use: database, models, logging. Never imports a domain."""

@@ -1,0 +1,146 @@
+"""Engines, sessions and the unit of work."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import structlog
+from sqlalchemy import event, text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from tablehouse.config import Settings
+from tablehouse.errors import DatabaseUnavailable
+
+log = structlog.get_logger(__name__)
+
+SessionFactory = async_sessionmaker[AsyncSession]
+
+
+def database_url(settings: Settings) -> URL:
+    """The one place a database URL is built: the app, Alembic and the CLI all call this.
+
+    A relative SQLite path is resolved against the working directory and its folder created,
+    so the same file is used whatever directory a later command runs from.
+    """
+    url = make_url(settings.database_url)
+    if url.get_backend_name() != "sqlite":
+        return url
+    path = Path(url.database or "").expanduser().resolve()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return url.set(database=str(path))
+
+
+def backend_name(engine: AsyncEngine) -> str:
+    return engine.dialect.name
+
+
+def create_engine(settings: Settings) -> AsyncEngine:
+    url = database_url(settings)
+    options: dict[str, Any] = {
+        "pool_size": settings.db_pool_size,
+        "max_overflow": settings.db_max_overflow,
+        "pool_timeout": settings.db_pool_timeout,
+        "pool_recycle": settings.db_pool_recycle,
+        "pool_pre_ping": settings.db_pool_pre_ping,
+    }
+    if url.get_backend_name() == "sqlite":
+        # sqlite3's own timeout is the busy timeout, in seconds.
+        options["connect_args"] = {"timeout": settings.sqlite_busy_timeout_ms / 1000}
+        engine = create_async_engine(url, **options)
+        _apply_sqlite_pragmas(engine, settings.sqlite_busy_timeout_ms)
+        return engine
+    options["connect_args"] = {"timeout": settings.db_connect_timeout}
+    return create_async_engine(url, **options)
+
+
+def _apply_sqlite_pragmas(engine: AsyncEngine, busy_timeout_ms: int) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+
+def create_session_factory(engine: AsyncEngine) -> SessionFactory:
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+_VERSION_QUERY = {
+    "postgresql": "SELECT version()",
+    "sqlite": "SELECT 'SQLite ' || sqlite_version()",
+}
+
+
+async def server_version(engine: AsyncEngine) -> str:
+    """Ask the database for its version; this is also the cheapest proof that it answers."""
+    async with engine.connect() as connection:
+        result = await connection.execute(text(_VERSION_QUERY[backend_name(engine)]))
+        return str(result.scalar_one())
+
+
+async def wait_for_database(engine: AsyncEngine, *, attempts: int, delay: float) -> str:
+    """Try the database up to ``attempts`` times, ``delay`` seconds apart; return its version."""
+    where = engine.url.render_as_string(hide_password=True)
+    last_error: BaseException | None = None
+    for attempt in range(1, attempts + 1):
+        try:
+            version = await server_version(engine)
+        except Exception as exc:  # drivers share no base class for "cannot connect"
+            last_error = exc
+        else:
+            log.info("database.ready", url=where, version=version, attempt=attempt)
+            return version
+        log.warning(
+            "database.unreachable",
+            url=where,
+            attempt=attempt,
+            attempts=attempts,
+            error=_describe_error(last_error),
+        )
+        if attempt < attempts:
+            await asyncio.sleep(delay)
+    raise DatabaseUnavailable(
+        f"database at {where} did not answer after {attempts} attempt(s): "
+        f"{_describe_error(last_error)}"
+    )
+
+
+def _describe_error(error: BaseException | None) -> str:
+    if error is None:
+        return "unknown error"
+    detail = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return f"{type(error).__name__}: {detail}" if detail else type(error).__name__
+
+
+def pool_figures(engine: AsyncEngine) -> dict[str, int]:
+    """Connection pool occupancy, for readiness and metrics (empty for pools that keep none)."""
+    pool: Any = engine.pool
+    if not all(hasattr(pool, name) for name in ("size", "checkedin", "checkedout", "overflow")):
+        return {}
+    return {
+        "size": pool.size(),
+        "checked_in": pool.checkedin(),
+        "checked_out": pool.checkedout(),
+        # SQLAlchemy counts overflow from -size; callers want "connections beyond size".
+        "overflow": max(pool.overflow(), 0),
+    }
+
+
+@asynccontextmanager
+async def uow(session_factory: SessionFactory) -> AsyncIterator[AsyncSession]:
+    """One unit of work: commit once if the block succeeds, roll back if it raises."""
+    async with session_factory() as session:
+        try:
+            yield session
+        except BaseException:
+            await session.rollback()
+            raise
+        await session.commit()

@@ -1,0 +1,88 @@
+"""Domain errors. Services raise these; one HTTP handler maps them to responses.
+
+This module knows HTTP status numbers but nothing of FastAPI, so services and the
+CLI can raise and catch the same errors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+
+class TablehouseError(Exception):
+    """Base of every error a user can cause or see."""
+
+    status_code: int = 400
+    code: str = "bad_request"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        return {}
+
+
+class SettingsError(TablehouseError):
+    """Configuration is missing or malformed; the process cannot start."""
+
+    code = "invalid_settings"
+
+
+class BadRequest(TablehouseError):
+    status_code = 400
+    code = "bad_request"
+
+
+class NotAuthenticated(TablehouseError):
+    status_code = 401
+    code = "not_authenticated"
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        return {"WWW-Authenticate": "Bearer"}
+
+
+class Forbidden(TablehouseError):
+    status_code = 403
+    code = "forbidden"
+
+
+class NotFound(TablehouseError):
+    status_code = 404
+    code = "not_found"
+
+
+class Conflict(TablehouseError):
+    status_code = 409
+    code = "conflict"
+
+
+class PayloadTooLarge(TablehouseError):
+    status_code = 413
+    code = "payload_too_large"
+
+
+class Throttled(TablehouseError):
+    status_code = 429
+    code = "throttled"
+
+    def __init__(self, message: str, *, retry_after_seconds: int, code: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.retry_after_seconds = retry_after_seconds
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        return {"Retry-After": str(self.retry_after_seconds)}
+
+
+class ServiceUnavailable(TablehouseError):
+    status_code = 503
+    code = "service_unavailable"
+
+
+class DatabaseUnavailable(ServiceUnavailable):
+    code = "database_unavailable"

@@ -1,0 +1,62 @@
+"""Alembic environment: async engine, the app's own URL function, batch mode on SQLite."""
+
+from __future__ import annotations
+
+import asyncio
+
+from alembic import context
+from sqlalchemy import Connection, pool
+from sqlalchemy.ext.asyncio import create_async_engine
+
+import tablehouse.models  # noqa: F401  (registers every domain's tables on Base.metadata)
+from tablehouse.config import Settings, load_settings
+from tablehouse.core.database import database_url
+from tablehouse.core.models import Base
+
+config = context.config
+target_metadata = Base.metadata
+
+
+def _settings() -> Settings:
+    settings = config.attributes.get("settings")
+    return settings if isinstance(settings, Settings) else load_settings()
+
+
+def _configure(connection: Connection | None = None, **options: object) -> None:
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        # SQLite cannot ALTER most things in place; batch mode copies and moves the table.
+        render_as_batch=True,
+        compare_type=True,
+        compare_server_default=True,
+        **options,
+    )
+
+
+def run_migrations_offline() -> None:
+    url = database_url(_settings())
+    _configure(url=url.render_as_string(hide_password=False), literal_binds=True)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def _run_sync(connection: Connection) -> None:
+    _configure(connection)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+async def run_migrations_online() -> None:
+    engine = create_async_engine(database_url(_settings()), poolclass=pool.NullPool)
+    try:
+        async with engine.connect() as connection:
+            await connection.run_sync(_run_sync)
+    finally:
+        await engine.dispose()
+
+
+if context.is_offline_mode():
+    run_migrations_offline()
+else:
+    asyncio.run(run_migrations_online())

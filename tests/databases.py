@@ -1,0 +1,89 @@
+"""Throwaway databases for tests: a migrated template per backend, a copy per test.
+
+Each test gets its own database (a file copy on SQLite, ``CREATE DATABASE ... TEMPLATE`` on
+PostgreSQL), so tests never see each other's rows and never touch any other database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import asyncpg
+from sqlalchemy.engine import make_url
+
+from tablehouse.config import Settings, load_settings
+from tablehouse.core import migrations
+
+POSTGRES_ADMIN_URL = os.environ.get(
+    "TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+BACKENDS = [name for name in os.environ.get("TEST_BACKENDS", "sqlite,postgresql").split(",") if name]
+
+
+def settings_for(database_url: str, data_dir: Path, **overrides: object) -> Settings:
+    return load_settings(
+        database_url=database_url,
+        data_dir=data_dir,
+        environment="test",
+        db_startup_attempts=1,
+        db_startup_retry_delay=0,
+        **overrides,
+    )
+
+
+def _admin_dsn() -> str:
+    return make_url(POSTGRES_ADMIN_URL).set(drivername="postgresql").render_as_string(False)
+
+
+async def _admin(sql: str) -> None:
+    connection = await asyncpg.connect(_admin_dsn(), timeout=5)
+    try:
+        await connection.execute(sql)
+    finally:
+        await connection.close()
+
+
+def postgres_sql(sql: str) -> None:
+    asyncio.run(_admin(sql))
+
+
+def postgres_url(database: str) -> str:
+    url = make_url(POSTGRES_ADMIN_URL).set(drivername="postgresql+asyncpg", database=database)
+    return url.render_as_string(hide_password=False)
+
+
+def unique_name(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:12]}"
+
+
+def create_postgres_database(template: str | None = None) -> str:
+    name = unique_name("th_test")
+    suffix = f" TEMPLATE {template}" if template else ""
+    postgres_sql(f"CREATE DATABASE {name}{suffix}")
+    return name
+
+
+def drop_postgres_database(name: str) -> None:
+    postgres_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def migrated_sqlite_template(directory: Path) -> Path:
+    path = directory / "template.db"
+    migrations.upgrade(settings_for(f"sqlite+aiosqlite:///{path}", directory))
+    return path
+
+
+def copy_sqlite(template: Path, directory: Path) -> str:
+    path = directory / "tablehouse.db"
+    shutil.copyfile(template, path)
+    return f"sqlite+aiosqlite:///{path}"
+
+
+def migrated_postgres_template(data_dir: Path) -> str:
+    name = create_postgres_database()
+    migrations.upgrade(settings_for(postgres_url(name), data_dir))
+    return name

@@ -1,0 +1,104 @@
+"""Real server processes for tests whose behaviour is about the process or HTTP itself."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def tablehouse_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "tablehouse", *args]
+
+
+def process_env(overrides: Mapping[str, str]) -> dict[str, str]:
+    """The test's environment minus any Tablehouse settings, plus ``overrides``."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("TABLEHOUSE_") and key not in ("DATABASE_URL", "ENVIRONMENT")
+    }
+    env.update({"LOG_FORMAT": "json", **overrides})
+    return env
+
+
+def run_tablehouse(*args: str, env: Mapping[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        tablehouse_command(*args),
+        env=process_env(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen[bytes]
+    base_url: str
+    log_path: Path
+
+    def output(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+
+@contextmanager
+def running_server(
+    env: Mapping[str, str], log_path: Path, *, ready_within: float = 30
+) -> Iterator[Server]:
+    """``tablehouse serve`` on a free port; output goes to ``log_path`` (a pipe could fill up)."""
+    port = free_port()
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            tablehouse_command("serve", "--port", str(port)),
+            env=process_env(env),
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    server = Server(process, f"http://127.0.0.1:{port}", log_path)
+    try:
+        _wait_until_serving(server, ready_within)
+        yield server
+    finally:
+        server.stop()
+
+
+def _wait_until_serving(server: Server, within: float) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            code = server.process.returncode
+            raise AssertionError(f"server exited with {code}:\n{server.output()}")
+        try:
+            httpx.get(f"{server.base_url}/health", timeout=1)
+        except httpx.TransportError:
+            time.sleep(0.1)
+        else:
+            return
+    raise AssertionError(f"server did not answer within {within} s")

@@ -1,0 +1,23 @@
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+from tablehouse.config import load_settings
+from tablehouse.core.security import JWT_SECRET_FILE, jwt_signing_secret
+
+
+def test_development_secret_is_generated_once_and_kept_private(tmp_path: Path) -> None:
+    settings = load_settings(data_dir=tmp_path, environment="development")
+    first = jwt_signing_secret(settings).get_secret_value()
+    second = jwt_signing_secret(settings).get_secret_value()
+    assert first == second
+    assert len(first.encode()) >= 32
+    mode = (tmp_path / JWT_SECRET_FILE).stat().st_mode
+    assert stat.S_IMODE(mode) == 0o600
+
+
+def test_configured_secret_is_used_and_nothing_is_written(tmp_path: Path) -> None:
+    settings = load_settings(data_dir=tmp_path, jwt_secret="x" * 40)
+    assert jwt_signing_secret(settings).get_secret_value() == "x" * 40
+    assert not (tmp_path / JWT_SECRET_FILE).exists()

@@ -1,0 +1,127 @@
+"""One unit of work per request: commit once before the response, roll back on any error."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from fastapi import APIRouter, FastAPI
+from sqlalchemy import Column, ForeignKey, Integer, MetaData, String, Table, func, insert, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tablehouse.api.dependencies import SessionDep
+from tablehouse.core.database import create_engine, create_session_factory, uow
+from tablehouse.config import Settings
+from tablehouse.errors import Conflict
+
+# Scaffolding for these tests only; it lives in the test's own database.
+scratch = MetaData()
+notes = Table("uow_notes", scratch, Column("id", Integer, primary_key=True), Column("body", String))
+parents = Table("uow_parents", scratch, Column("id", Integer, primary_key=True))
+children = Table(
+    "uow_children",
+    scratch,
+    Column("id", Integer, primary_key=True),
+    # Checked at COMMIT, not at flush: the one way to make a commit itself fail on both backends.
+    Column(
+        "parent_id",
+        Integer,
+        ForeignKey("uow_parents.id", deferrable=True, initially="DEFERRED"),
+        nullable=False,
+    ),
+)
+
+router = APIRouter(prefix="/_uow")
+
+
+@router.post("/notes", status_code=201)
+async def add_note(session: SessionDep) -> dict[str, str]:
+    await session.execute(insert(notes).values(body="kept"))
+    return {"status": "created"}
+
+
+@router.post("/notes-then-conflict")
+async def add_note_then_conflict(session: SessionDep) -> None:
+    await session.execute(insert(notes).values(body="must vanish"))
+    await session.flush()
+    raise Conflict("already exists")
+
+
+@router.post("/notes-then-crash")
+async def add_note_then_crash(session: SessionDep) -> None:
+    await session.execute(insert(notes).values(body="must vanish"))
+    raise RuntimeError("boom")
+
+
+@router.post("/orphan", status_code=201)
+async def add_orphan(session: SessionDep) -> dict[str, str]:
+    await session.execute(insert(children).values(id=1, parent_id=999))
+    await session.flush()
+    return {"status": "created"}
+
+
+async def _count(engine: AsyncEngine, table: Table) -> int:
+    async with engine.connect() as connection:
+        return int((await connection.execute(select(func.count()).select_from(table))).scalar_one())
+
+
+@pytest.fixture
+async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(settings)
+    async with engine.begin() as connection:
+        await connection.run_sync(scratch.create_all)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+async def uow_client(
+    app: FastAPI, engine: AsyncEngine, client: httpx.AsyncClient
+) -> AsyncIterator[httpx.AsyncClient]:
+    app.include_router(router)
+    yield client
+
+
+async def test_successful_request_commits(uow_client: httpx.AsyncClient, engine: AsyncEngine) -> None:
+    response = await uow_client.post("/_uow/notes")
+    assert response.status_code == 201
+    assert await _count(engine, notes) == 1
+
+
+async def test_domain_error_rolls_back_what_was_flushed(
+    uow_client: httpx.AsyncClient, engine: AsyncEngine
+) -> None:
+    response = await uow_client.post("/_uow/notes-then-conflict")
+    assert response.status_code == 409
+    assert await _count(engine, notes) == 0
+
+
+async def test_unexpected_error_rolls_back(uow_client: httpx.AsyncClient, engine: AsyncEngine) -> None:
+    response = await uow_client.post("/_uow/notes-then-crash")
+    assert response.status_code == 500
+    assert await _count(engine, notes) == 0
+
+
+async def test_failed_commit_is_never_reported_as_success(
+    uow_client: httpx.AsyncClient, engine: AsyncEngine
+) -> None:
+    response = await uow_client.post("/_uow/orphan")
+    assert response.status_code == 500
+    assert response.json()["code"] == "internal_error"
+    assert await _count(engine, children) == 0
+
+
+async def test_cli_unit_of_work_commits_on_success(engine: AsyncEngine) -> None:
+    async with uow(create_session_factory(engine)) as session:
+        await session.execute(insert(notes).values(body="from the CLI"))
+    assert await _count(engine, notes) == 1
+
+
+async def test_cli_unit_of_work_rolls_back_on_error(engine: AsyncEngine) -> None:
+    with pytest.raises(Conflict):
+        async with uow(create_session_factory(engine)) as session:
+            await session.execute(insert(notes).values(body="half-written"))
+            await session.flush()
+            raise Conflict("stop")
+    assert await _count(engine, notes) == 0
