@@ -21,7 +21,9 @@ from tablehouse.core import migrations
 POSTGRES_ADMIN_URL = os.environ.get(
     "TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
-BACKENDS = [name for name in os.environ.get("TEST_BACKENDS", "sqlite,postgresql").split(",") if name]
+BACKENDS = [
+    name for name in os.environ.get("TEST_BACKENDS", "sqlite,postgresql").split(",") if name
+]
 
 
 def settings_for(database_url: str, data_dir: Path, **overrides: object) -> Settings:

@@ -37,7 +37,9 @@ def process_env(overrides: Mapping[str, str]) -> dict[str, str]:
     return env
 
 
-def run_tablehouse(*args: str, env: Mapping[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def run_tablehouse(
+    *args: str, env: Mapping[str, str], timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         tablehouse_command(*args),
         env=process_env(env),

@@ -47,7 +47,9 @@ def test_short_postgres_scheme_is_given_the_async_driver() -> None:
     "url",
     ["not a url", "mysql://root@localhost/db", "sqlite+aiosqlite://", "postgresql://host"],
 )
-def test_malformed_database_url_names_the_variable(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+def test_malformed_database_url_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch, url: str
+) -> None:
     monkeypatch.setenv("DATABASE_URL", url)
     with pytest.raises(SettingsError, match="DATABASE_URL"):
         load_settings()
@@ -62,7 +64,7 @@ def test_error_never_echoes_the_value_it_rejects(monkeypatch: pytest.MonkeyPatch
 
 def test_negative_pool_size_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DB_POOL_SIZE", "-1")
-    with pytest.raises(SettingsError, match="DB_POOL_SIZE: .*greater than or equal to 1"):
+    with pytest.raises(SettingsError, match=r"DB_POOL_SIZE: .*greater than or equal to 1"):
         load_settings()
 
 
@@ -83,7 +85,9 @@ def test_short_jwt_secret_is_refused_and_not_shown(monkeypatch: pytest.MonkeyPat
 
 def test_unknown_environment_lists_the_choices(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ENVIRONMENT", "staging")
-    with pytest.raises(SettingsError, match="ENVIRONMENT: .*'development', 'production' or 'test'"):
+    with pytest.raises(
+        SettingsError, match=r"ENVIRONMENT: .*'development', 'production' or 'test'"
+    ):
         load_settings()
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import httpx
 import pytest
 from fastapi import APIRouter, FastAPI
@@ -45,15 +43,18 @@ async def crash() -> None:
 
 
 @pytest.fixture
-async def error_client(app: FastAPI, client: httpx.AsyncClient) -> AsyncIterator[httpx.AsyncClient]:
+async def error_client(app: FastAPI, client: httpx.AsyncClient) -> httpx.AsyncClient:
     app.include_router(router)
-    yield client
+    return client
 
 
 async def test_domain_error_has_detail_code_and_status(error_client: httpx.AsyncClient) -> None:
     response = await error_client.get("/_test/not-found")
     assert response.status_code == 404
-    assert response.json() == {"detail": "dataset 'songs' does not exist", "code": "schema_not_found"}
+    assert response.json() == {
+        "detail": "dataset 'songs' does not exist",
+        "code": "schema_not_found",
+    }
 
 
 async def test_401_asks_for_a_bearer_token(error_client: httpx.AsyncClient) -> None:

@@ -37,6 +37,6 @@ async def test_a_plain_request_id_from_the_caller_is_kept(client: httpx.AsyncCli
 
 
 async def test_an_unsafe_request_id_from_the_caller_is_replaced(client: httpx.AsyncClient) -> None:
-    response = await client.get("/health", headers={"X-Request-ID": "x\" injected=1"})
-    assert response.headers["X-Request-ID"] != "x\" injected=1"
+    response = await client.get("/health", headers={"X-Request-ID": 'x" injected=1'})
+    assert response.headers["X-Request-ID"] != 'x" injected=1'
     assert len(response.headers["X-Request-ID"]) == 32

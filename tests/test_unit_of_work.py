@@ -11,8 +11,8 @@ from sqlalchemy import Column, ForeignKey, Integer, MetaData, String, Table, fun
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tablehouse.api.dependencies import SessionDep
-from tablehouse.core.database import create_engine, create_session_factory, uow
 from tablehouse.config import Settings
+from tablehouse.core.database import create_engine, create_session_factory, uow
 from tablehouse.errors import Conflict
 
 # Scaffolding for these tests only; it lives in the test's own database.
@@ -78,12 +78,14 @@ async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
 @pytest.fixture
 async def uow_client(
     app: FastAPI, engine: AsyncEngine, client: httpx.AsyncClient
-) -> AsyncIterator[httpx.AsyncClient]:
+) -> httpx.AsyncClient:
     app.include_router(router)
-    yield client
+    return client
 
 
-async def test_successful_request_commits(uow_client: httpx.AsyncClient, engine: AsyncEngine) -> None:
+async def test_successful_request_commits(
+    uow_client: httpx.AsyncClient, engine: AsyncEngine
+) -> None:
     response = await uow_client.post("/_uow/notes")
     assert response.status_code == 201
     assert await _count(engine, notes) == 1
@@ -97,7 +99,9 @@ async def test_domain_error_rolls_back_what_was_flushed(
     assert await _count(engine, notes) == 0
 
 
-async def test_unexpected_error_rolls_back(uow_client: httpx.AsyncClient, engine: AsyncEngine) -> None:
+async def test_unexpected_error_rolls_back(
+    uow_client: httpx.AsyncClient, engine: AsyncEngine
+) -> None:
     response = await uow_client.post("/_uow/notes-then-crash")
     assert response.status_code == 500
     assert await _count(engine, notes) == 0
@@ -119,9 +123,12 @@ async def test_cli_unit_of_work_commits_on_success(engine: AsyncEngine) -> None:
 
 
 async def test_cli_unit_of_work_rolls_back_on_error(engine: AsyncEngine) -> None:
-    with pytest.raises(Conflict):
+    async def write_then_fail() -> None:
         async with uow(create_session_factory(engine)) as session:
             await session.execute(insert(notes).values(body="half-written"))
             await session.flush()
             raise Conflict("stop")
+
+    with pytest.raises(Conflict):
+        await write_then_fail()
     assert await _count(engine, notes) == 0

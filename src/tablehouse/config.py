@@ -9,7 +9,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
@@ -91,7 +98,9 @@ class Settings(BaseSettings):
                 "or postgresql+asyncpg://"
             )
         if driver.startswith("sqlite") and url.database in (None, "", ":memory:"):
-            raise ValueError("a SQLite database needs a file path, e.g. sqlite+aiosqlite:///./data/x.db")
+            raise ValueError(
+                "a SQLite database needs a file path, e.g. sqlite+aiosqlite:///./data/x.db"
+            )
         if driver.startswith("postgresql") and not url.database:
             raise ValueError("a PostgreSQL URL must name a database, e.g. .../tablehouse")
         return url.set(drivername=driver).render_as_string(hide_password=False)

@@ -12,6 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tablehouse.errors import TablehouseError
 
+
 def _code_for_status(status_code: int) -> str:
     try:
         return HTTPStatus(status_code).phrase.lower().replace(" ", "_").replace("-", "_")

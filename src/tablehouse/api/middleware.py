@@ -25,7 +25,7 @@ log = structlog.get_logger("tablehouse.request")
 def _request_id_from(scope: Scope) -> str:
     for name, value in scope.get("headers", []):
         if name == b"x-request-id":
-            candidate = value.decode("latin-1")
+            candidate = bytes(value).decode("latin-1")
             if _ACCEPTABLE_REQUEST_ID.match(candidate):
                 return candidate
     return uuid.uuid4().hex

@@ -63,3 +63,5 @@ def configure_logging(settings: Settings) -> None:
         logging.getLogger(name).handlers = []
         logging.getLogger(name).propagate = True
     logging.getLogger("uvicorn.access").disabled = True
+    # Alembic announces each autogenerate plugin at INFO on every command.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)

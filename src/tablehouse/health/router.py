@@ -20,9 +20,7 @@ async def liveness() -> Liveness:
     responses={503: {"model": Readiness, "description": "a store is unreachable"}},
 )
 async def ready(runtime: RuntimeDep, response: Response) -> Readiness:
-    result = await service.readiness(
-        runtime.engine, timeout=runtime.settings.db_connect_timeout
-    )
+    result = await service.readiness(runtime.engine, within=runtime.settings.db_connect_timeout)
     if result.status != "ok":
         response.status_code = 503
     return result

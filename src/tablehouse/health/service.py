@@ -10,9 +10,9 @@ from tablehouse.core.database import backend_name, pool_figures, server_version
 from tablehouse.health.schemas import DatabaseState, Readiness
 
 
-async def check_database(engine: AsyncEngine, *, timeout: float) -> DatabaseState:
+async def check_database(engine: AsyncEngine, *, within: float) -> DatabaseState:
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(within):
             version = await server_version(engine)
     except Exception as exc:  # any failure to answer means "not ready", never a 500
         return DatabaseState(
@@ -26,6 +26,6 @@ async def check_database(engine: AsyncEngine, *, timeout: float) -> DatabaseStat
     )
 
 
-async def readiness(engine: AsyncEngine, *, timeout: float) -> Readiness:
-    database = await check_database(engine, timeout=timeout)
+async def readiness(engine: AsyncEngine, *, within: float) -> Readiness:
+    database = await check_database(engine, within=within)
     return Readiness(status="ok" if database.status == "ok" else "unavailable", database=database)

@@ -22,21 +22,23 @@ def _settings() -> Settings:
     return settings if isinstance(settings, Settings) else load_settings()
 
 
-def _configure(connection: Connection | None = None, **options: object) -> None:
+def _configure(connection: Connection | None = None, url: str | None = None) -> None:
     context.configure(
         connection=connection,
+        url=url,
+        # Offline mode prints SQL instead of running it, so values must be inlined.
+        literal_binds=url is not None,
         target_metadata=target_metadata,
         # SQLite cannot ALTER most things in place; batch mode copies and moves the table.
         render_as_batch=True,
         compare_type=True,
         compare_server_default=True,
-        **options,
     )
 
 
 def run_migrations_offline() -> None:
     url = database_url(_settings())
-    _configure(url=url.render_as_string(hide_password=False), literal_binds=True)
+    _configure(url=url.render_as_string(hide_password=False))
     with context.begin_transaction():
         context.run_migrations()
 

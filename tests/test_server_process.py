@@ -1,0 +1,137 @@
+"""The real ``tablehouse serve`` process: start-up checks, retries, readiness through an outage."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+from sqlalchemy.engine import make_url
+
+from tests import databases
+from tests.processes import run_tablehouse, running_server
+from tests.tcp_proxy import TcpProxy
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("DATABASE_URL", "mysql://root@db/app", "DATABASE_URL: unsupported database"),
+        ("DB_POOL_SIZE", "-5", "DB_POOL_SIZE: Input should be greater than or equal to 1"),
+        ("ENVIRONMENT", "production", "JWT_SECRET must be set when ENVIRONMENT=production"),
+    ],
+)
+def test_bad_setting_stops_start_up_fast_with_one_line(
+    tmp_path: Path, variable: str, value: str, expected: str
+) -> None:
+    started = time.monotonic()
+    result = run_tablehouse("serve", env={variable: value, "DATA_DIR": str(tmp_path)}, timeout=10)
+    elapsed = time.monotonic() - started
+    assert result.returncode == 2
+    # No retries and no database connection before the settings are known to be good
+    # (about 1 s here); the bound is loose so a busy CI machine does not flake.
+    assert elapsed < 5
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert expected in lines[0]
+
+
+def test_secret_in_a_bad_url_is_not_printed(tmp_path: Path) -> None:
+    result = run_tablehouse(
+        "serve", env={"DATABASE_URL": "mysql://u:s3cr3t-pw@h/db", "DATA_DIR": str(tmp_path)}
+    )
+    assert result.returncode == 2
+    assert "s3cr3t-pw" not in result.stderr + result.stdout
+
+
+def test_unreachable_database_is_retried_then_the_process_exits(tmp_path: Path) -> None:
+    closed_port = make_url(databases.postgres_url("x")).set(host="127.0.0.1", port=1)
+    env = {
+        "DATABASE_URL": closed_port.render_as_string(hide_password=False),
+        "DATA_DIR": str(tmp_path),
+        "DB_STARTUP_ATTEMPTS": "3",
+        "DB_STARTUP_RETRY_DELAY": "0.5",
+    }
+    started = time.monotonic()
+    result = run_tablehouse("serve", env=env, timeout=30)
+    elapsed = time.monotonic() - started
+    assert result.returncode != 0
+    assert 1.0 <= elapsed < 15, "two 0.5 s pauses between three attempts, then give up"
+    records = _json_records(result.stderr)
+    attempts = [r["attempt"] for r in records if r.get("event") == "database.unreachable"]
+    assert attempts == [1, 2, 3]
+    assert "did not answer after 3 attempt(s)" in result.stderr
+
+
+def test_served_app_answers_and_logs_request_ids_as_json(tmp_path: Path) -> None:
+    env = {
+        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'served.db'}",
+        "DATA_DIR": str(tmp_path),
+        "JWT_SECRET": "never-log-me-" + "x" * 30,
+    }
+    with running_server(env, tmp_path / "server.log") as server:
+        health = httpx.get(f"{server.base_url}/health")
+        ready = httpx.get(f"{server.base_url}/health/ready")
+        server.stop()
+    assert health.status_code == 200
+    assert ready.status_code == 200
+    assert ready.json()["database"]["version"].startswith("SQLite")
+    records = _json_records(server.output())
+    request_lines = [r for r in records if r.get("event") == "request"]
+    logged_ids = {r["request_id"] for r in request_lines}
+    assert {health.headers["X-Request-ID"], ready.headers["X-Request-ID"]} <= logged_ids
+    assert any(r.get("event") == "database.ready" and "version" in r for r in records)
+    assert "never-log-me" not in server.output()
+
+
+@pytest.fixture
+def proxied_postgres(postgres_template: str) -> Iterator[tuple[TcpProxy, str]]:
+    name = databases.create_postgres_database(template=postgres_template)
+    admin = make_url(databases.POSTGRES_ADMIN_URL)
+    try:
+        with TcpProxy(admin.host or "127.0.0.1", admin.port or 5432) as proxy:
+            url = make_url(databases.postgres_url(name)).set(host="127.0.0.1", port=proxy.port)
+            yield proxy, url.render_as_string(hide_password=False)
+    finally:
+        databases.drop_postgres_database(name)
+
+
+def test_readiness_follows_the_database_down_and_back_up(
+    proxied_postgres: tuple[TcpProxy, str], tmp_path: Path
+) -> None:
+    proxy, url = proxied_postgres
+    env = {"DATABASE_URL": url, "DATA_DIR": str(tmp_path), "DB_CONNECT_TIMEOUT": "2"}
+    with running_server(env, tmp_path / "server.log") as server:
+        ready_url = f"{server.base_url}/health/ready"
+        assert httpx.get(ready_url, timeout=10).status_code == 200
+
+        proxy.cut()
+        down = httpx.get(ready_url, timeout=10)
+        assert down.status_code == 503
+        assert down.json()["database"]["status"] == "unreachable"
+        assert httpx.get(f"{server.base_url}/health", timeout=10).status_code == 200
+
+        proxy.restore()
+        assert _seconds_until_ready(ready_url, within=10) < 5
+
+
+def _seconds_until_ready(url: str, *, within: float) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < within:
+        if httpx.get(url, timeout=5).status_code == 200:
+            return time.monotonic() - started
+        time.sleep(0.2)
+    raise AssertionError(f"not ready within {within} s")
+
+
+def _json_records(output: str) -> list[dict[str, object]]:
+    records = []
+    for line in output.splitlines():
+        if line.startswith("{"):
+            records.append(orjson.loads(line))
+    return records
