@@ -65,7 +65,10 @@ def test_unreachable_database_is_retried_then_the_process_exits(tmp_path: Path) 
     records = _json_records(result.stderr)
     attempts = [r["attempt"] for r in records if r.get("event") == "database.unreachable"]
     assert attempts == [1, 2, 3]
-    assert "did not answer after 3 attempt(s)" in result.stderr
+    failures = [r for r in records if r.get("event") == "app.start_failed"]
+    assert len(failures) == 1
+    assert "did not answer after 3 attempt(s)" in str(failures[0]["reason"])
+    assert "Traceback" not in result.stderr, "an expected failure is one line, not a stack"
 
 
 def test_served_app_answers_and_logs_request_ids_as_json(tmp_path: Path) -> None:

@@ -7,16 +7,18 @@ from contextlib import asynccontextmanager
 
 import structlog
 from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tablehouse import __version__
 from tablehouse.api.errors import install_error_handlers
-from tablehouse.api.middleware import RequestContextMiddleware
+from tablehouse.api.middleware import RequestContextMiddleware, StartupFailureMiddleware
 from tablehouse.api.router import include_routers
 from tablehouse.api.runtime import Runtime
 from tablehouse.config import Settings, load_settings
 from tablehouse.core.database import create_engine, create_session_factory, wait_for_database
 from tablehouse.core.logging import configure_logging
 from tablehouse.core.security import jwt_signing_secret
+from tablehouse.errors import DatabaseUnavailable
 
 log = structlog.get_logger(__name__)
 
@@ -26,16 +28,7 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(settings)
         try:
-            await wait_for_database(
-                engine,
-                attempts=settings.db_startup_attempts,
-                delay=settings.db_startup_retry_delay,
-            )
-            jwt_signing_secret(settings)
-            app.state.runtime = Runtime(
-                settings=settings, engine=engine, session_factory=create_session_factory(engine)
-            )
-            log.info("app.started", environment=settings.environment, version=__version__)
+            app.state.runtime = await _start(settings, engine)
             yield
         finally:
             await engine.dispose()
@@ -48,9 +41,26 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(StartupFailureMiddleware)
     install_error_handlers(app)
     include_routers(app)
     return app
+
+
+async def _start(settings: Settings, engine: AsyncEngine) -> Runtime:
+    try:
+        await wait_for_database(
+            engine, attempts=settings.db_startup_attempts, delay=settings.db_startup_retry_delay
+        )
+        jwt_signing_secret(settings)
+    except DatabaseUnavailable as exc:
+        log.error("app.start_failed", reason=exc.message)
+        raise
+    except Exception:
+        log.exception("app.start_failed")
+        raise
+    log.info("app.started", environment=settings.environment, version=__version__)
+    return Runtime(settings=settings, engine=engine, session_factory=create_session_factory(engine))
 
 
 def create_app_from_environment() -> FastAPI:

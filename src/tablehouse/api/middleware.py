@@ -1,7 +1,8 @@
-"""Request context: an id for every request, one access log line, and a safe 500.
+"""Plain ASGI middleware: request context, and readable start-up failures.
 
-This is a plain ASGI middleware rather than an exception handler so that it also wraps
-the unit of work's commit and can put the request id on every response, errors included.
+``RequestContextMiddleware`` gives every request an id, one access log line and a safe 500.
+It is middleware rather than an exception handler so that it also wraps the unit of work's
+commit and can put the request id on every response, errors included.
 """
 
 from __future__ import annotations
@@ -96,3 +97,28 @@ async def _send_internal_error(send: Send, request_id: str) -> None:
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+class StartupFailureMiddleware:
+    """Reports a failed start-up to the server as one line instead of a traceback.
+
+    Starlette hands the server the whole traceback of a failed lifespan, which buries
+    "the database did not answer" under framework frames. The lifespan logs the failure
+    itself (with a traceback when it is a bug), so the server only needs the last line.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_short_failure(message: Message) -> None:
+            if message["type"] == "lifespan.startup.failed" and message.get("message"):
+                last_line = str(message["message"]).strip().splitlines()[-1]
+                message = {**message, "message": last_line}
+            await send(message)
+
+        await self.app(scope, receive, send_short_failure)
