@@ -96,7 +96,7 @@ def main() -> None:
         f"# {datetime.now(UTC):%Y-%m-%d} · {platform.platform()} · {os.cpu_count()} cores · "
         f"Python {platform.python_version()} · {runs} runs, medians"
     )
-    print("| case | seconds | × baseline |")
+    print("| case | seconds | ratio to baseline |")
     print("|---|---:|---:|")
     for name, seconds in medians.items():
         print(f"| {name} | {seconds:.3f} | {seconds / medians['baseline']:.1f} |")
