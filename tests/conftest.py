@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -8,9 +9,16 @@ import pytest
 from fastapi import FastAPI
 
 from tablehouse.app import create_app
-from tablehouse.config import Settings, load_settings
+from tablehouse.config import ENV_PREFIX, Settings, environment_variables, load_settings
 from tablehouse.core.logging import configure_logging
 from tests import databases
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Tests see only the settings they set: none from the developer's shell."""
+    for name in environment_variables():
+        os.environ.pop(name, None)
+        os.environ.pop(f"{ENV_PREFIX}{name}", None)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -28,6 +28,7 @@ BACKENDS = [
 
 def settings_for(database_url: str, data_dir: Path, **overrides: object) -> Settings:
     return load_settings(
+        _env_file=None,  # a developer's .env must not leak into tests
         database_url=database_url,
         data_dir=data_dir,
         environment="test",

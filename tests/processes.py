@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -27,14 +28,13 @@ def tablehouse_command(*args: str) -> list[str]:
 
 
 def process_env(overrides: Mapping[str, str]) -> dict[str, str]:
-    """The test's environment minus any Tablehouse settings, plus ``overrides``."""
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith("TABLEHOUSE_") and key not in ("DATABASE_URL", "ENVIRONMENT")
-    }
-    env.update({"LOG_FORMAT": "json", **overrides})
-    return env
+    """The test's environment (already free of settings, see conftest) plus ``overrides``."""
+    return {**os.environ, "LOG_FORMAT": "json", **overrides}
+
+
+def _empty_directory() -> str:
+    """A working directory with no .env file in it, for processes that read one."""
+    return tempfile.mkdtemp(prefix="tablehouse-cwd-")
 
 
 def run_tablehouse(
@@ -43,6 +43,7 @@ def run_tablehouse(
     return subprocess.run(
         tablehouse_command(*args),
         env=process_env(env),
+        cwd=_empty_directory(),
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -80,6 +81,7 @@ def running_server(
         process = subprocess.Popen(
             tablehouse_command("serve", "--port", str(port)),
             env=process_env(env),
+            cwd=log_path.parent,
             stdout=log_file,
             stderr=subprocess.STDOUT,
         )

@@ -12,19 +12,29 @@ STRONG_SECRET = "s" * 32
 
 
 @pytest.fixture(autouse=True)
-def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Settings come only from what each test sets, never the developer's shell or .env."""
-    for name in ("DATABASE_URL", "ENVIRONMENT", "JWT_SECRET", "DB_POOL_SIZE", "DATA_DIR"):
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(f"TABLEHOUSE_{name}", raising=False)
+def _in_an_empty_directory(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No stray .env file; the session fixture has already cleared setting variables."""
     monkeypatch.chdir(tmp_path)
 
 
-def test_defaults_are_the_embedded_stores() -> None:
+def test_defaults_are_the_embedded_stores_in_the_data_dir() -> None:
     settings = load_settings()
-    assert settings.database_url == "sqlite+aiosqlite:///./data/tablehouse.db"
-    assert settings.analytics_url == "chdb:///./data/analytics"
+    assert settings.database_url == "sqlite+aiosqlite:///data/tablehouse.db"
+    assert settings.analytics_url == "chdb:///data/analytics"
     assert settings.environment == "development"
+
+
+def test_data_dir_moves_the_embedded_stores(tmp_path: Path) -> None:
+    settings = load_settings(data_dir=tmp_path / "state")
+    assert database_url(settings).database == str(tmp_path / "state" / "tablehouse.db")
+    assert settings.analytics_url == f"chdb:///{tmp_path / 'state' / 'analytics'}"
+
+
+def test_choices_ignore_case(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ENVIRONMENT", "Test")
+    monkeypatch.setenv("LOG_LEVEL", "debug")
+    settings = load_settings()
+    assert (settings.environment, settings.log_level) == ("test", "DEBUG")
 
 
 def test_prefixed_variable_wins_over_bare_one(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -12,13 +12,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from tablehouse import __version__
 from tablehouse.api.errors import install_error_handlers
 from tablehouse.api.middleware import RequestContextMiddleware, StartupFailureMiddleware
-from tablehouse.api.router import include_routers
 from tablehouse.api.runtime import Runtime
 from tablehouse.config import Settings, load_settings
 from tablehouse.core.database import create_engine, create_session_factory, wait_for_database
 from tablehouse.core.logging import configure_logging
 from tablehouse.core.security import jwt_signing_secret
-from tablehouse.errors import DatabaseUnavailable
+from tablehouse.errors import TablehouseError
+from tablehouse.routes import include_routers
 
 log = structlog.get_logger(__name__)
 
@@ -30,9 +30,9 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             app.state.runtime = await _start(settings, engine)
             yield
+            log.info("app.stopping")
         finally:
             await engine.dispose()
-            log.info("app.stopped")
 
     app = FastAPI(
         title="Tablehouse",
@@ -53,7 +53,7 @@ async def _start(settings: Settings, engine: AsyncEngine) -> Runtime:
             engine, attempts=settings.db_startup_attempts, delay=settings.db_startup_retry_delay
         )
         jwt_signing_secret(settings)
-    except DatabaseUnavailable as exc:
+    except TablehouseError as exc:  # an expected failure: say what, not where
         log.error("app.start_failed", reason=exc.message)
         raise
     except Exception:

@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     AliasChoices,
+    BeforeValidator,
     Field,
     SecretStr,
     ValidationError,
@@ -41,6 +42,11 @@ _DRIVER_FOR_SCHEME = {
 _ANALYTICS_SCHEMES = ("chdb://", "http://", "https://")
 
 
+# Choices are matched without regard to case: ENVIRONMENT=Production and LOG_LEVEL=info work.
+_lower = BeforeValidator(lambda value: value.lower() if isinstance(value, str) else value)
+_upper = BeforeValidator(lambda value: value.upper() if isinstance(value, str) else value)
+
+
 def _env(name: str, **kwargs: Any) -> Any:
     """A field read from ``TABLEHOUSE_<NAME>`` or ``<NAME>``."""
     return Field(validation_alias=AliasChoices(f"{ENV_PREFIX}{name}", name), **kwargs)
@@ -55,10 +61,11 @@ class Settings(BaseSettings):
         hide_input_in_errors=True,
     )
 
-    environment: Annotated[Environment, _env("ENVIRONMENT")] = "development"
+    environment: Annotated[Environment, _lower, _env("ENVIRONMENT")] = "development"
     data_dir: Annotated[Path, _env("DATA_DIR")] = Path("./data")
 
-    database_url: Annotated[str, _env("DATABASE_URL")] = "sqlite+aiosqlite:///./data/tablehouse.db"
+    # Empty means "the embedded default inside DATA_DIR" (see _embedded_stores_default_to_data_dir).
+    database_url: Annotated[str, _env("DATABASE_URL")] = ""
     db_pool_size: Annotated[int, _env("DB_POOL_SIZE", ge=1, le=1000)] = 10
     db_max_overflow: Annotated[int, _env("DB_MAX_OVERFLOW", ge=0, le=1000)] = 20
     db_pool_timeout: Annotated[float, _env("DB_POOL_TIMEOUT", gt=0)] = 30.0
@@ -69,7 +76,7 @@ class Settings(BaseSettings):
     db_startup_retry_delay: Annotated[float, _env("DB_STARTUP_RETRY_DELAY", ge=0, le=300)] = 2.0
     sqlite_busy_timeout_ms: Annotated[int, _env("SQLITE_BUSY_TIMEOUT_MS", ge=0)] = 5000
 
-    analytics_url: Annotated[str, _env("ANALYTICS_URL")] = "chdb:///./data/analytics"
+    analytics_url: Annotated[str, _env("ANALYTICS_URL")] = ""
 
     jwt_secret: Annotated[SecretStr | None, _env("JWT_SECRET")] = None
     jwt_algorithm: Annotated[Literal["HS256", "HS384", "HS512"], _env("JWT_ALGORITHM")] = "HS256"
@@ -78,12 +85,14 @@ class Settings(BaseSettings):
 
     host: Annotated[str, _env("HOST")] = "127.0.0.1"
     port: Annotated[int, _env("PORT", ge=1, le=65535)] = 8000
-    log_level: Annotated[LogLevel, _env("LOG_LEVEL")] = "INFO"
+    log_level: Annotated[LogLevel, _upper, _env("LOG_LEVEL")] = "INFO"
     log_format: Annotated[LogFormat, _env("LOG_FORMAT")] = "auto"
 
     @field_validator("database_url")
     @classmethod
     def _database_url_is_supported(cls, value: str) -> str:
+        if not value:
+            return value
         try:
             url = make_url(value)
         except ArgumentError:
@@ -108,9 +117,17 @@ class Settings(BaseSettings):
     @field_validator("analytics_url")
     @classmethod
     def _analytics_url_is_supported(cls, value: str) -> str:
-        if not value.startswith(_ANALYTICS_SCHEMES):
+        if value and not value.startswith(_ANALYTICS_SCHEMES):
             raise ValueError("expected chdb:///path or http(s)://user:pass@host:8123/db")
         return value
+
+    @model_validator(mode="after")
+    def _embedded_stores_default_to_data_dir(self) -> Settings:
+        if not self.database_url:
+            self.database_url = f"sqlite+aiosqlite:///{self.data_dir / 'tablehouse.db'}"
+        if not self.analytics_url:
+            self.analytics_url = f"chdb:///{self.data_dir / 'analytics'}"
+        return self
 
     @model_validator(mode="after")
     def _production_has_a_strong_secret(self) -> Settings:
@@ -131,6 +148,16 @@ class Settings(BaseSettings):
 
     def database_url_object(self) -> URL:
         return make_url(self.database_url)
+
+
+def environment_variables() -> list[str]:
+    """Every setting's variable name, without the prefix, in declaration order."""
+    names = []
+    for field in Settings.model_fields.values():
+        alias = field.validation_alias
+        assert isinstance(alias, AliasChoices)
+        names.append(str(alias.choices[-1]))
+    return names
 
 
 def _describe(error: Any) -> str:

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.pool import NullPool
 
 from tablehouse.config import Settings
 from tablehouse.errors import DatabaseUnavailable
@@ -45,22 +46,38 @@ def backend_name(engine: AsyncEngine) -> str:
 
 
 def create_engine(settings: Settings) -> AsyncEngine:
+    """The application's pooled engine."""
     url = database_url(settings)
-    options: dict[str, Any] = {
-        "pool_size": settings.db_pool_size,
-        "max_overflow": settings.db_max_overflow,
-        "pool_timeout": settings.db_pool_timeout,
-        "pool_recycle": settings.db_pool_recycle,
-        "pool_pre_ping": settings.db_pool_pre_ping,
-    }
+    engine = create_async_engine(
+        url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_timeout=settings.db_pool_timeout,
+        pool_recycle=settings.db_pool_recycle,
+        pool_pre_ping=settings.db_pool_pre_ping,
+        connect_args=_connect_args(url, settings),
+    )
+    if url.get_backend_name() == "sqlite":
+        _apply_sqlite_pragmas(engine, settings.sqlite_busy_timeout_ms)
+    return engine
+
+
+def create_migration_engine(settings: Settings) -> AsyncEngine:
+    """An unpooled engine for Alembic.
+
+    SQLite foreign keys stay off here on purpose: batch migrations rebuild a table by
+    copying it and dropping the original, and with foreign keys on, that drop would
+    cascade into every child table.
+    """
+    url = database_url(settings)
+    return create_async_engine(url, poolclass=NullPool, connect_args=_connect_args(url, settings))
+
+
+def _connect_args(url: URL, settings: Settings) -> dict[str, Any]:
     if url.get_backend_name() == "sqlite":
         # sqlite3's own timeout is the busy timeout, in seconds.
-        options["connect_args"] = {"timeout": settings.sqlite_busy_timeout_ms / 1000}
-        engine = create_async_engine(url, **options)
-        _apply_sqlite_pragmas(engine, settings.sqlite_busy_timeout_ms)
-        return engine
-    options["connect_args"] = {"timeout": settings.db_connect_timeout}
-    return create_async_engine(url, **options)
+        return {"timeout": settings.sqlite_busy_timeout_ms / 1000}
+    return {"timeout": settings.db_connect_timeout}
 
 
 def _apply_sqlite_pragmas(engine: AsyncEngine, busy_timeout_ms: int) -> None:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+import tempfile
 from pathlib import Path
 
 from pydantic import SecretStr
 
-from tablehouse.config import Settings
+from tablehouse.config import MIN_JWT_SECRET_BYTES, Settings
+from tablehouse.errors import SettingsError
 
 JWT_SECRET_FILE = "jwt_secret"
 
@@ -23,16 +26,29 @@ def jwt_signing_secret(settings: Settings) -> SecretStr:
         return settings.jwt_secret
     path = settings.resolved_data_dir / JWT_SECRET_FILE
     if not path.exists():
-        _write_private_file(path, secrets.token_urlsafe(48))
-    return SecretStr(path.read_text(encoding="utf-8").strip())
+        _create_private_file(path, secrets.token_urlsafe(48))
+    secret = path.read_text(encoding="utf-8").strip()
+    if len(secret.encode()) < MIN_JWT_SECRET_BYTES:
+        raise SettingsError(
+            f"{path} holds no usable JWT secret (under {MIN_JWT_SECRET_BYTES} bytes); "
+            "delete it to have a new one generated, or set JWT_SECRET"
+        )
+    return SecretStr(secret)
 
 
-def _write_private_file(path: Path, content: str) -> None:
+def _create_private_file(path: Path, content: str) -> None:
+    """Create ``path`` with ``content`` in one step, or leave an existing file alone.
+
+    The content is written to a private temporary file first and then hard-linked into
+    place, so a process racing us either finds no file or the complete one, never a
+    half-written secret.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    # O_EXCL: if two processes race, one creates the file and the other keeps what it wrote.
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(content)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            handle.write(content)
+        with contextlib.suppress(FileExistsError):
+            os.link(temporary, path)
+    finally:
+        os.unlink(temporary)

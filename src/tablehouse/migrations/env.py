@@ -5,12 +5,11 @@ from __future__ import annotations
 import asyncio
 
 from alembic import context
-from sqlalchemy import Connection, pool
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy import Connection
 
 import tablehouse.models  # noqa: F401  (registers every domain's tables on Base.metadata)
 from tablehouse.config import Settings, load_settings
-from tablehouse.core.database import database_url
+from tablehouse.core.database import create_migration_engine, database_url
 from tablehouse.core.models import Base
 
 config = context.config
@@ -50,7 +49,7 @@ def _run_sync(connection: Connection) -> None:
 
 
 async def run_migrations_online() -> None:
-    engine = create_async_engine(database_url(_settings()), poolclass=pool.NullPool)
+    engine = create_migration_engine(_settings())
     try:
         async with engine.connect() as connection:
             await connection.run_sync(_run_sync)

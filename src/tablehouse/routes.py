@@ -1,4 +1,8 @@
-"""Assembles every domain's router; new domains are added here."""
+"""Assembles every domain's router; a new domain adds its router here.
+
+This lives above both ``api`` (shared HTTP pieces) and the domains, so that domains can use
+``api`` without ``api`` having to know the domains.
+"""
 
 from __future__ import annotations
 
