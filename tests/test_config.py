@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from tablehouse.config import load_settings
+from tablehouse.config import environment_variables, load_settings
 from tablehouse.core.database import database_url
 from tablehouse.errors import SettingsError
 
@@ -112,3 +112,9 @@ def test_sqlite_path_is_made_absolute_and_its_folder_created(tmp_path: Path) -> 
     assert url.database == str(tmp_path / "nested" / "dir" / "app.db")
     assert (tmp_path / "nested" / "dir").is_dir()
     assert url.drivername == "sqlite+aiosqlite"
+
+
+def test_every_setting_is_documented() -> None:
+    documented = (Path(__file__).parents[1] / "docs" / "configuration.md").read_text()
+    missing = [name for name in environment_variables() if f"| `{name}` |" not in documented]
+    assert missing == []
