@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import httpx
@@ -46,6 +47,16 @@ async def add_note_then_conflict(session: SessionDep) -> None:
     await session.execute(insert(notes).values(body="must vanish"))
     await session.flush()
     raise Conflict("already exists")
+
+
+class CountedFailure(Conflict):
+    keeps_changes = True
+
+
+@router.post("/notes-then-counted-failure")
+async def add_note_then_counted_failure(session: SessionDep) -> None:
+    await session.execute(insert(notes).values(body="kept although the request failed"))
+    raise CountedFailure("refused, but the attempt is recorded")
 
 
 @router.post("/notes-then-crash")
@@ -97,6 +108,30 @@ async def test_domain_error_rolls_back_what_was_flushed(
     response = await uow_client.post("/_uow/notes-then-conflict")
     assert response.status_code == 409
     assert await _count(engine, notes) == 0
+
+
+async def test_error_that_keeps_changes_commits_them(
+    uow_client: httpx.AsyncClient, engine: AsyncEngine
+) -> None:
+    response = await uow_client.post("/_uow/notes-then-counted-failure")
+    assert response.status_code == 409
+    assert await _count(engine, notes) == 1
+
+
+async def test_concurrent_read_then_write_units_of_work_all_succeed(
+    settings: Settings, engine: AsyncEngine
+) -> None:
+    """Twenty units of work that each read, pause, then write: none may fail as "locked"."""
+    factory = create_session_factory(engine)
+
+    async def read_then_write(index: int) -> None:
+        async with uow(factory) as session:
+            await session.execute(select(func.count()).select_from(notes))
+            await asyncio.sleep(0.01)
+            await session.execute(insert(notes).values(body=f"writer {index}"))
+
+    await asyncio.gather(*(read_then_write(i) for i in range(20)))
+    assert await _count(engine, notes) == 20
 
 
 async def test_unexpected_error_rolls_back(

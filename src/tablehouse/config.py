@@ -30,6 +30,8 @@ MIN_JWT_SECRET_BYTES = 32
 Environment = Literal["development", "production", "test"]
 LogFormat = Literal["auto", "json", "console"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+JwtAlgorithm = Literal["HS256", "HS384", "HS512", "RS256", "ES256"]
+SmtpSecurity = Literal["starttls", "tls", "none"]
 
 # Users write the short scheme; the app always talks through the async driver.
 _DRIVER_FOR_SCHEME = {
@@ -79,9 +81,44 @@ class Settings(BaseSettings):
     analytics_url: Annotated[str, _env("ANALYTICS_URL")] = ""
 
     jwt_secret: Annotated[SecretStr | None, _env("JWT_SECRET")] = None
-    jwt_algorithm: Annotated[Literal["HS256", "HS384", "HS512"], _env("JWT_ALGORITHM")] = "HS256"
+    jwt_algorithm: Annotated[JwtAlgorithm, _upper, _env("JWT_ALGORITHM")] = "HS256"
+    jwt_private_key: Annotated[SecretStr | None, _env("JWT_PRIVATE_KEY")] = None
+    jwt_public_key: Annotated[str | None, _env("JWT_PUBLIC_KEY")] = None
+    jwt_issuer: Annotated[str, _env("JWT_ISSUER", min_length=1)] = "tablehouse"
+    jwt_audience: Annotated[str, _env("JWT_AUDIENCE", min_length=1)] = "tablehouse-api"
     access_token_ttl_minutes: Annotated[int, _env("ACCESS_TOKEN_TTL_MINUTES", ge=1)] = 15
     refresh_token_ttl_days: Annotated[int, _env("REFRESH_TOKEN_TTL_DAYS", ge=1)] = 30
+    session_idle_timeout_minutes: Annotated[int, _env("SESSION_IDLE_TIMEOUT_MINUTES", ge=1)] = (
+        7 * 24 * 60
+    )
+    refresh_reuse_grace_seconds: Annotated[int, _env("REFRESH_REUSE_GRACE_SECONDS", ge=0)] = 10
+
+    password_hash_time_cost: Annotated[int, _env("PASSWORD_HASH_TIME_COST", ge=1)] = 3
+    password_hash_memory_kib: Annotated[int, _env("PASSWORD_HASH_MEMORY_KIB", ge=8)] = 65536
+    password_hash_parallelism: Annotated[int, _env("PASSWORD_HASH_PARALLELISM", ge=1)] = 4
+
+    login_failure_window_seconds: Annotated[int, _env("LOGIN_FAILURE_WINDOW_SECONDS", ge=1)] = 900
+    login_max_failures_per_account: Annotated[int, _env("LOGIN_MAX_FAILURES_PER_ACCOUNT", ge=1)] = (
+        10
+    )
+    login_max_failures_per_address: Annotated[int, _env("LOGIN_MAX_FAILURES_PER_ADDRESS", ge=1)] = (
+        50
+    )
+
+    email_token_ttl_hours: Annotated[int, _env("EMAIL_TOKEN_TTL_HOURS", ge=1)] = 24
+    password_reset_ttl_minutes: Annotated[int, _env("PASSWORD_RESET_TTL_MINUTES", ge=1)] = 60
+    public_url: Annotated[str, _env("PUBLIC_URL")] = "http://127.0.0.1:8000"
+
+    smtp_host: Annotated[str | None, _env("SMTP_HOST")] = None
+    smtp_port: Annotated[int, _env("SMTP_PORT", ge=1, le=65535)] = 587
+    smtp_username: Annotated[str | None, _env("SMTP_USERNAME")] = None
+    smtp_password: Annotated[SecretStr | None, _env("SMTP_PASSWORD")] = None
+    smtp_security: Annotated[SmtpSecurity, _lower, _env("SMTP_SECURITY")] = "starttls"
+    smtp_timeout: Annotated[float, _env("SMTP_TIMEOUT", gt=0)] = 10.0
+    mail_from: Annotated[str, _env("MAIL_FROM")] = "Tablehouse <noreply@localhost>"
+
+    admin_email: Annotated[str | None, _env("ADMIN_EMAIL")] = None
+    admin_password: Annotated[SecretStr | None, _env("ADMIN_PASSWORD")] = None
 
     host: Annotated[str, _env("HOST")] = "127.0.0.1"
     port: Annotated[int, _env("PORT", ge=1, le=65535)] = 8000
@@ -130,7 +167,25 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _asymmetric_jwt_has_its_keys(self) -> Settings:
+        if self.jwt_algorithm.startswith("HS"):
+            return self
+        if self.jwt_private_key is None or self.jwt_public_key is None:
+            raise ValueError(
+                f"JWT_ALGORITHM={self.jwt_algorithm} needs JWT_PRIVATE_KEY and JWT_PUBLIC_KEY (PEM)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _admin_is_given_whole(self) -> Settings:
+        if (self.admin_email is None) != (self.admin_password is None):
+            raise ValueError("ADMIN_EMAIL and ADMIN_PASSWORD must be set together")
+        return self
+
+    @model_validator(mode="after")
     def _production_has_a_strong_secret(self) -> Settings:
+        if not self.jwt_algorithm.startswith("HS"):
+            return self
         secret = self.jwt_secret
         if secret is not None and len(secret.get_secret_value().encode()) < MIN_JWT_SECRET_BYTES:
             raise ValueError(f"JWT_SECRET must be at least {MIN_JWT_SECRET_BYTES} bytes")

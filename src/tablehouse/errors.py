@@ -14,6 +14,9 @@ class TablehouseError(Exception):
 
     status_code: int = 400
     code: str = "bad_request"
+    # True for errors that report an outcome whose side effects must stick (the unit of
+    # work commits before raising), such as a counted login failure.
+    keeps_changes: bool = False
 
     def __init__(self, message: str, *, code: str | None = None) -> None:
         super().__init__(message)

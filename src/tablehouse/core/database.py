@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.pool import NullPool
 
 from tablehouse.config import Settings
-from tablehouse.errors import DatabaseUnavailable
+from tablehouse.errors import DatabaseUnavailable, TablehouseError
 
 log = structlog.get_logger(__name__)
 
@@ -89,6 +89,16 @@ def _apply_sqlite_pragmas(engine: AsyncEngine, busy_timeout_ms: int) -> None:
         cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
+        # The driver's own implicit BEGIN is DEFERRED: a transaction that reads and then
+        # writes fails at once with "database is locked" if another writer committed in
+        # between, whatever the busy timeout. We begin transactions ourselves instead.
+        dbapi_connection.isolation_level = None
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        # IMMEDIATE takes the write lock up front, so concurrent units of work queue on
+        # the busy timeout instead of failing; SQLite has one writer at a time anyway.
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def create_session_factory(engine: AsyncEngine) -> SessionFactory:
@@ -158,11 +168,32 @@ def pool_figures(engine: AsyncEngine) -> dict[str, int]:
 
 @asynccontextmanager
 async def uow(session_factory: SessionFactory) -> AsyncIterator[AsyncSession]:
-    """One unit of work: commit once if the block succeeds, roll back if it raises."""
+    """One unit of work: commit once if the block succeeds, roll back if it raises.
+
+    An error that is an outcome rather than a failure (``keeps_changes``, e.g. a failed login
+    that must be counted, or a refresh token replay that revoked its session) is raised
+    after its changes are committed.
+    """
     async with session_factory() as session:
         try:
             yield session
+        except TablehouseError as exc:
+            if exc.keeps_changes:
+                await _commit_or_roll_back(session)
+            else:
+                await session.rollback()
+            raise
         except BaseException:
             await session.rollback()
             raise
+        await _commit_or_roll_back(session)
+
+
+async def _commit_or_roll_back(session: AsyncSession) -> None:
+    # A COMMIT can fail (a deferred constraint, a lost connection) and leave the
+    # transaction open; end it here rather than hand a locked connection back to the pool.
+    try:
         await session.commit()
+    except BaseException:
+        await session.rollback()
+        raise
