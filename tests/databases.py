@@ -34,6 +34,10 @@ def settings_for(database_url: str, data_dir: Path, **overrides: object) -> Sett
         environment="test",
         db_startup_attempts=1,
         db_startup_retry_delay=0,
+        # Cheap hashing keeps the suite fast; the production parameters are tested on their own.
+        password_hash_time_cost=1,
+        password_hash_memory_kib=1024,
+        password_hash_parallelism=1,
         **overrides,
     )
 

@@ -16,7 +16,10 @@ from tablehouse.api.runtime import Runtime
 from tablehouse.config import Settings, load_settings
 from tablehouse.core.database import create_engine, create_session_factory, wait_for_database
 from tablehouse.core.logging import configure_logging
+from tablehouse.core.mailer import create_mailer
+from tablehouse.core.passwords import Passwords
 from tablehouse.core.security import jwt_signing_secret
+from tablehouse.core.tokens import TokenCodec
 from tablehouse.errors import TablehouseError
 from tablehouse.routes import include_routers
 
@@ -52,7 +55,7 @@ async def _start(settings: Settings, engine: AsyncEngine) -> Runtime:
         await wait_for_database(
             engine, attempts=settings.db_startup_attempts, delay=settings.db_startup_retry_delay
         )
-        jwt_signing_secret(settings)
+        tokens = TokenCodec(settings, jwt_signing_secret(settings))
     except TablehouseError as exc:  # an expected failure: say what, not where
         log.error("app.start_failed", reason=exc.message)
         raise
@@ -60,7 +63,14 @@ async def _start(settings: Settings, engine: AsyncEngine) -> Runtime:
         log.exception("app.start_failed")
         raise
     log.info("app.started", environment=settings.environment, version=__version__)
-    return Runtime(settings=settings, engine=engine, session_factory=create_session_factory(engine))
+    return Runtime(
+        settings=settings,
+        engine=engine,
+        session_factory=create_session_factory(engine),
+        tokens=tokens,
+        passwords=Passwords(settings),
+        mailer=create_mailer(settings),
+    )
 
 
 def create_app_from_environment() -> FastAPI:

@@ -40,6 +40,22 @@ class BadRequest(TablehouseError):
     code = "bad_request"
 
 
+class InvalidInput(TablehouseError):
+    """A value that passed the schema but breaks a rule only the service can check.
+
+    Rendered in FastAPI's 422 shape, so clients handle one kind of validation error.
+    """
+
+    status_code = 422
+    code = "validation_error"
+
+    def __init__(
+        self, message: str, *, loc: tuple[str | int, ...], code: str | None = None
+    ) -> None:
+        super().__init__(message, code=code)
+        self.loc = loc
+
+
 class NotAuthenticated(TablehouseError):
     status_code = 401
     code = "not_authenticated"

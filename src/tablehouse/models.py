@@ -3,6 +3,7 @@
 A new domain adds its ``models`` module here.
 """
 
+from tablehouse.auth import models as auth_models
 from tablehouse.core.models import Base
 
-__all__ = ["Base"]
+__all__ = ["Base", "auth_models"]

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, FastAPI
 
+from tablehouse.auth.router import router as auth_router
+from tablehouse.auth.users_router import router as users_router
 from tablehouse.health.router import router as health_router
 
 API_PREFIX = "/api/v1"
@@ -16,4 +18,6 @@ API_PREFIX = "/api/v1"
 def include_routers(app: FastAPI) -> None:
     app.include_router(health_router)
     api = APIRouter(prefix=API_PREFIX)
+    api.include_router(auth_router)
+    api.include_router(users_router)
     app.include_router(api)

@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from tablehouse.errors import TablehouseError
+from tablehouse.errors import InvalidInput, TablehouseError
 
 
 def _code_for_status(status_code: int) -> str:
@@ -22,8 +22,14 @@ def _code_for_status(status_code: int) -> str:
 
 async def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, TablehouseError)
+    detail: object = exc.message
+    if isinstance(exc, InvalidInput):
+        detail = [{"loc": list(exc.loc), "msg": exc.message, "type": exc.code}]
     return JSONResponse(
-        {"detail": exc.message, "code": exc.code},
+        {
+            "detail": detail,
+            "code": "validation_error" if isinstance(exc, InvalidInput) else exc.code,
+        },
         status_code=exc.status_code,
         headers=dict(exc.headers),
     )

@@ -8,6 +8,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tablehouse.config import Settings
 from tablehouse.core.database import SessionFactory
+from tablehouse.core.mailer import Mailer
+from tablehouse.core.passwords import Passwords
+from tablehouse.core.tokens import TokenCodec
 
 
 @dataclass(frozen=True, slots=True)
@@ -15,3 +18,6 @@ class Runtime:
     settings: Settings
     engine: AsyncEngine
     session_factory: SessionFactory
+    tokens: TokenCodec
+    passwords: Passwords
+    mailer: Mailer

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Literal
 
 from alembic import context
 from sqlalchemy import Connection
+from sqlalchemy.types import TypeDecorator
 
 import tablehouse.models  # noqa: F401  (registers every domain's tables on Base.metadata)
 from tablehouse.config import Settings, load_settings
@@ -21,6 +23,16 @@ def _settings() -> Settings:
     return settings if isinstance(settings, Settings) else load_settings()
 
 
+def _render_item(kind: str, item: object, _context: object) -> str | Literal[False]:
+    """Write our column types as the plain SQLAlchemy types they store as.
+
+    Migrations must not import application code that may change or vanish later.
+    """
+    if kind == "type" and isinstance(item, TypeDecorator):
+        return f"sa.{item.impl!r}"
+    return False
+
+
 def _configure(connection: Connection | None = None, url: str | None = None) -> None:
     context.configure(
         connection=connection,
@@ -32,6 +44,7 @@ def _configure(connection: Connection | None = None, url: str | None = None) -> 
         render_as_batch=True,
         compare_type=True,
         compare_server_default=True,
+        render_item=_render_item,
     )
 
 

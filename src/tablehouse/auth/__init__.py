@@ -1,0 +1,1 @@
+"""Accounts: users, sessions, API keys, one-time email tokens, login throttling."""

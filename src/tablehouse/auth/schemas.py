@@ -1,0 +1,132 @@
+"""Request and response bodies for accounts. Hashes never appear in a response."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+
+from tablehouse.auth.models import Role, Scope
+from tablehouse.core.passwords import MAX_PASSWORD_LENGTH
+
+# Length is checked by the service (after normalisation) so the message can be precise;
+# the upper bound here only stops absurd bodies before they reach the hasher.
+Password = Annotated[str, Field(max_length=MAX_PASSWORD_LENGTH * 4)]
+FullName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Item = TypeVar("Item")
+
+
+class RegisterRequest(BaseModel):
+    email: EmailStr
+    password: Password
+    full_name: FullName | None = None
+
+
+class LoginRequest(BaseModel):
+    email: EmailStr
+    password: Password
+
+
+class RefreshRequest(BaseModel):
+    refresh_token: Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class TokenPair(BaseModel):
+    access_token: str
+    refresh_token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_in: int = Field(description="Seconds until the access token expires")
+
+
+class UserRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    email: str
+    full_name: str | None
+    role: Role
+    is_active: bool
+    is_verified: bool
+    created_at: datetime
+    last_login_at: datetime | None
+
+
+class UpdateMe(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    full_name: FullName | None = None
+    password: Password | None = Field(default=None, description="The new password")
+    current_password: Password | None = Field(
+        default=None, description="Required when changing the password"
+    )
+
+
+class AdminUserUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    full_name: FullName | None = None
+    role: Role | None = None
+    is_active: bool | None = None
+    is_verified: bool | None = None
+
+
+class SessionRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    created_at: datetime
+    last_used_at: datetime
+    expires_at: datetime
+    client_address: str | None
+    user_agent: str | None
+    current: bool = False
+
+
+class ApiKeyCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+    scopes: Annotated[list[Scope], Field(min_length=1)]
+    expires_at: datetime | None = None
+    datasets: list[Annotated[str, Field(min_length=1, max_length=63)]] | None = Field(
+        default=None, description="Restrict the key to these datasets; omit for all"
+    )
+
+
+class ApiKeyRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    name: str
+    prefix: str
+    scopes: list[Scope]
+    datasets: list[str] | None = Field(validation_alias="dataset_names")
+    expires_at: datetime | None
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+    created_at: datetime
+
+
+class ApiKeyCreated(ApiKeyRead):
+    key: str = Field(description="The key itself; shown this once and never again")
+
+
+class EmailRequest(BaseModel):
+    email: EmailStr
+
+
+class TokenConfirm(BaseModel):
+    token: Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class PasswordResetConfirm(TokenConfirm):
+    new_password: Password
+
+
+class Page(BaseModel, Generic[Item]):
+    items: list[Item]
+    total: int
+    limit: int
+    offset: int

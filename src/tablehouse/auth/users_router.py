@@ -1,0 +1,78 @@
+"""/users: your own profile, and administration of everyone's."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Query, status
+
+from tablehouse.api.dependencies import RuntimeDep, SessionDep
+from tablehouse.auth import accounts, repository
+from tablehouse.auth.dependencies import CurrentAdmin, CurrentPrincipal, CurrentUser
+from tablehouse.auth.models import Role
+from tablehouse.auth.schemas import AdminUserUpdate, Page, UpdateMe, UserRead
+
+router = APIRouter(prefix="/users", tags=["users"])
+
+
+@router.get("/me")
+async def read_me(caller: CurrentPrincipal) -> UserRead:
+    return UserRead.model_validate(caller.user)
+
+
+@router.patch("/me", summary="Change your name or password (needs current_password)")
+async def update_me(
+    body: UpdateMe, caller: CurrentUser, session: SessionDep, runtime: RuntimeDep
+) -> UserRead:
+    user = await accounts.update_me(
+        session,
+        passwords=runtime.passwords,
+        user=caller.user,
+        changes=body,
+        current_session_id=caller.session_id,
+    )
+    return UserRead.model_validate(user)
+
+
+@router.get("", summary="List users (admins)")
+async def list_users(
+    _admin: CurrentAdmin,
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    email: Annotated[str | None, Query(max_length=320, description="Part of the email")] = None,
+    role: Role | None = None,
+    is_active: bool | None = None,
+) -> Page[UserRead]:
+    users, total = await repository.list_users(
+        session, limit=limit, offset=offset, email_contains=email, role=role, is_active=is_active
+    )
+    return Page[UserRead](
+        items=[UserRead.model_validate(user) for user in users],
+        total=total,
+        limit=limit,
+        offset=offset,
+    )
+
+
+@router.get("/{user_id}", summary="One user (admins)")
+async def read_user(user_id: uuid.UUID, _admin: CurrentAdmin, session: SessionDep) -> UserRead:
+    return UserRead.model_validate(await accounts.get_user(session, user_id))
+
+
+@router.patch("/{user_id}", summary="Change role, activity or verification (admins)")
+async def update_user(
+    user_id: uuid.UUID, body: AdminUserUpdate, admin: CurrentAdmin, session: SessionDep
+) -> UserRead:
+    user = await accounts.administer(session, admin=admin.user, user_id=user_id, changes=body)
+    return UserRead.model_validate(user)
+
+
+@router.delete(
+    "/{user_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Delete a user and everything they own (admins)",
+)
+async def delete_user(user_id: uuid.UUID, admin: CurrentAdmin, session: SessionDep) -> None:
+    await accounts.delete_user(session, admin=admin.user, user_id=user_id)

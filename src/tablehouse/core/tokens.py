@@ -1,0 +1,117 @@
+"""Access tokens (JWT), opaque secrets, and their hashes."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import jwt
+import orjson
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from pydantic import SecretStr
+
+from tablehouse.config import Settings
+from tablehouse.errors import NotAuthenticated
+
+ACCESS = "access"
+OPAQUE_TOKEN_BYTES = 32  # 256 bits
+_REQUIRED_CLAIMS = ["sub", "sid", "jti", "iat", "exp", "type", "aud", "iss"]
+
+
+def new_opaque_token() -> str:
+    return secrets.token_urlsafe(OPAQUE_TOKEN_BYTES)
+
+
+def hash_token(token: str) -> str:
+    """SHA-256, hex. Enough for high-entropy random tokens, which cannot be brute-forced."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class AccessClaims:
+    user_id: uuid.UUID
+    session_id: uuid.UUID
+
+
+class TokenCodec:
+    """Signs and checks access tokens with one fixed algorithm (``alg`` is never trusted)."""
+
+    def __init__(self, settings: Settings, secret: SecretStr) -> None:
+        self.algorithm = settings.jwt_algorithm
+        self.issuer = settings.jwt_issuer
+        self.audience = settings.jwt_audience
+        self.lifetime = timedelta(minutes=settings.access_token_ttl_minutes)
+        if self.algorithm.startswith("HS"):
+            self._signing_key: Any = secret.get_secret_value()
+            self._verifying_key: Any = self._signing_key
+        else:
+            # Settings refuse an asymmetric algorithm without both keys.
+            assert settings.jwt_private_key is not None
+            assert settings.jwt_public_key is not None
+            self._signing_key = settings.jwt_private_key.get_secret_value()
+            self._verifying_key = settings.jwt_public_key
+
+    def issue(self, *, user_id: uuid.UUID, session_id: uuid.UUID, now: datetime) -> str:
+        claims = {
+            "sub": str(user_id),
+            "sid": str(session_id),
+            "jti": uuid.uuid4().hex,
+            "type": ACCESS,
+            "iat": now,
+            "exp": now + self.lifetime,
+            "iss": self.issuer,
+            "aud": self.audience,
+        }
+        return jwt.encode(claims, self._signing_key, algorithm=self.algorithm)
+
+    def decode(self, token: str) -> AccessClaims:
+        """The claims of a valid access token; anything else is ``NotAuthenticated``."""
+        try:
+            claims = jwt.decode(
+                token,
+                self._verifying_key,
+                algorithms=[self.algorithm],
+                audience=self.audience,
+                issuer=self.issuer,
+                options={"require": _REQUIRED_CLAIMS},
+            )
+            if claims["type"] != ACCESS:
+                raise NotAuthenticated("not an access token", code="invalid_token")
+            return AccessClaims(uuid.UUID(claims["sub"]), uuid.UUID(claims["sid"]))
+        except jwt.ExpiredSignatureError:
+            raise NotAuthenticated("access token expired", code="token_expired") from None
+        except (jwt.PyJWTError, ValueError, TypeError, AttributeError):
+            raise NotAuthenticated("invalid access token", code="invalid_token") from None
+
+
+def seal(payload: dict[str, Any], *, key_material: str, context: bytes) -> bytes:
+    """Encrypt ``payload`` so that only a holder of ``key_material`` can read it back.
+
+    Used to keep the current token pair for a refresh replayed within the grace window
+    without storing any token in plaintext: the key is derived from the replayed token.
+    """
+    nonce = secrets.token_bytes(12)
+    return nonce + AESGCM(_derive_key(key_material)).encrypt(nonce, orjson.dumps(payload), context)
+
+
+def unseal(sealed: bytes, *, key_material: str, context: bytes) -> dict[str, Any]:
+    nonce, ciphertext = sealed[:12], sealed[12:]
+    plaintext = AESGCM(_derive_key(key_material)).decrypt(nonce, ciphertext, context)
+    value = orjson.loads(plaintext)
+    assert isinstance(value, dict)
+    return value
+
+
+def _derive_key(key_material: str) -> bytes:
+    return hashlib.sha256(b"tablehouse-seal\x00" + key_material.encode()).digest()
+
+
+def api_key_parts(prefix_length: int = 8) -> tuple[str, str]:
+    """A new API key ``th_<prefix>_<secret>`` and its public prefix."""
+    prefix = base64.b32encode(secrets.token_bytes(5)).decode().lower()[:prefix_length]
+    return f"th_{prefix}_{new_opaque_token()}", prefix
