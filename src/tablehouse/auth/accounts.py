@@ -67,6 +67,24 @@ async def register(
     return user
 
 
+async def ensure_admin(
+    session: AsyncSession, *, passwords: Passwords, email: str, password: str
+) -> bool:
+    """Create the administrator named in settings unless that account exists already."""
+    if await repository.user_by_email(session, normalise_email(email)) is not None:
+        return False
+    user = await register(
+        session,
+        passwords=passwords,
+        email=email,
+        password=password,
+        full_name=None,
+        role=Role.ADMIN,
+    )
+    user.is_verified = True
+    return True
+
+
 async def register_and_verify(
     session: AsyncSession,
     *,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from tablehouse.cli import db, serve
+from tablehouse.cli import db, serve, users
 
 app = typer.Typer(
     name="tablehouse",
@@ -14,6 +14,7 @@ app = typer.Typer(
 )
 app.command("serve")(serve.serve)
 app.add_typer(db.app, name="db")
+app.add_typer(users.app, name="users")
 
 
 def main() -> None:

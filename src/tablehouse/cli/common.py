@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, TypeVar
+
 import typer
 from rich.console import Console
 
 from tablehouse.config import Settings, load_settings
 from tablehouse.core.logging import configure_logging
 from tablehouse.errors import SettingsError
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+T = TypeVar("T")
 
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -27,3 +35,15 @@ def settings_or_exit() -> Settings:
         raise fail(exc.message, EXIT_BAD_CONFIGURATION) from None
     configure_logging(settings)
     return settings
+
+
+async def in_unit_of_work(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    """Run ``work`` in one unit of work on a short-lived engine, as the CLI's requests do."""
+    from tablehouse.core.database import create_engine, create_session_factory, uow
+
+    engine = create_engine(settings)
+    try:
+        async with uow(create_session_factory(engine)) as session:
+            return await work(session)
+    finally:
+        await engine.dispose()

@@ -7,10 +7,13 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from tablehouse.cli.common import fail, settings_or_exit
-from tablehouse.errors import DatabaseUnavailable
+from tablehouse.cli.common import fail, in_unit_of_work, settings_or_exit
+from tablehouse.errors import DatabaseUnavailable, TablehouseError
 
 if TYPE_CHECKING:
+    from pydantic import SecretStr
+    from sqlalchemy.ext.asyncio import AsyncSession
+
     from tablehouse.config import Settings
 
 # Alembic and the database layer are imported inside the commands: a mistyped setting
@@ -122,3 +125,24 @@ def init() -> None:
     from tablehouse.core import migrations
 
     typer.echo(f"database ready at revision {migrations.head_revision(settings)}")
+    if settings.admin_email is not None and settings.admin_password is not None:
+        typer.echo(_ensure_admin(settings, settings.admin_email, settings.admin_password))
+
+
+def _ensure_admin(settings: Settings, email: str, password: SecretStr) -> str:
+    from tablehouse.auth import accounts
+    from tablehouse.core.passwords import Passwords
+
+    async def work(session: AsyncSession) -> bool:
+        return await accounts.ensure_admin(
+            session,
+            passwords=Passwords(settings),
+            email=email,
+            password=password.get_secret_value(),
+        )
+
+    try:
+        created = asyncio.run(in_unit_of_work(settings, work))
+    except TablehouseError as exc:
+        raise fail(f"ADMIN_EMAIL/ADMIN_PASSWORD: {exc.message}") from None
+    return f"admin {email} created" if created else f"admin {email} already exists"

@@ -1,0 +1,112 @@
+"""``tablehouse users``: accounts from the command line, through the same services as the API."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from tablehouse.cli.common import fail, in_unit_of_work, settings_or_exit
+from tablehouse.errors import InvalidInput, TablehouseError
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+T = TypeVar("T")
+
+app = typer.Typer(help="Create, list and deactivate users.", no_args_is_help=True)
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    return str(typer.prompt("Password", hide_input=True, confirmation_prompt=True))
+
+
+@app.command()
+def create(
+    email: Annotated[str, typer.Option(help="The new user's email address")],
+    full_name: Annotated[str | None, typer.Option(help="Display name")] = None,
+    admin: Annotated[bool, typer.Option("--admin", help="Make the user an administrator")] = False,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input")
+    ] = False,
+) -> None:
+    """Create a user (verified: whoever runs this vouches for the address)."""
+    from tablehouse.auth import accounts
+    from tablehouse.auth.models import Role
+    from tablehouse.core.passwords import Passwords
+
+    settings = settings_or_exit()
+    password = _read_password(password_stdin)
+
+    async def work(session: AsyncSession) -> str:
+        user = await accounts.register(
+            session,
+            passwords=Passwords(settings),
+            email=email,
+            password=password,
+            full_name=full_name,
+            role=Role.ADMIN if admin else Role.USER,
+        )
+        user.is_verified = True
+        return f"created {user.role} {user.email} ({user.id})"
+
+    typer.echo(_run(in_unit_of_work(settings, work)))
+
+
+@app.command("list")
+def list_users(
+    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 100,
+    offset: Annotated[int, typer.Option(min=0)] = 0,
+) -> None:
+    """List users, oldest first."""
+    from tablehouse.auth import repository
+
+    settings = settings_or_exit()
+
+    async def work(session: AsyncSession) -> Table:
+        users, total = await repository.list_users(session, limit=limit, offset=offset)
+        table = Table(title=f"{len(users)} of {total} users")
+        for column in ("email", "role", "active", "verified", "created", "last login"):
+            table.add_column(column)
+        for user in users:
+            table.add_row(
+                user.email,
+                user.role,
+                "yes" if user.is_active else "no",
+                "yes" if user.is_verified else "no",
+                f"{user.created_at:%Y-%m-%d %H:%M}",
+                f"{user.last_login_at:%Y-%m-%d %H:%M}" if user.last_login_at else "-",
+            )
+        return table
+
+    Console().print(_run(in_unit_of_work(settings, work)))
+
+
+@app.command()
+def deactivate(email: Annotated[str, typer.Argument(help="The user's email address")]) -> None:
+    """Deactivate a user and sign out all of their sessions."""
+    from tablehouse.auth import accounts
+
+    settings = settings_or_exit()
+
+    async def work(session: AsyncSession) -> str:
+        user = await accounts.deactivate(session, email=email)
+        return f"deactivated {user.email}; their sessions are revoked"
+
+    typer.echo(_run(in_unit_of_work(settings, work)))
+
+
+def _run(coroutine: Coroutine[Any, Any, T]) -> T:
+    try:
+        return asyncio.run(coroutine)
+    except InvalidInput as exc:
+        raise fail(f"{exc.loc[-1]}: {exc.message}") from None
+    except TablehouseError as exc:
+        raise fail(exc.message) from None
