@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+from pydantic import AliasChoices, BaseModel, ConfigDict, EmailStr, Field, StringConstraints
 
 from tablehouse.auth.models import Role, Scope
 from tablehouse.core.passwords import MAX_PASSWORD_LENGTH
@@ -102,7 +102,7 @@ class ApiKeyRead(BaseModel):
     name: str
     prefix: str
     scopes: list[Scope]
-    datasets: list[str] | None = Field(validation_alias="dataset_names")
+    datasets: list[str] | None = Field(validation_alias=AliasChoices("dataset_names", "datasets"))
     expires_at: datetime | None
     last_used_at: datetime | None
     revoked_at: datetime | None
