@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
 import jwt
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi import FastAPI
 
 from tablehouse.api.runtime import Runtime
+from tablehouse.app import create_app
+from tablehouse.config import load_settings
 from tablehouse.core.security import jwt_signing_secret
+from tablehouse.errors import SettingsError
+from tests import databases
 from tests.accounts import bearer, signed_up
 
 ME = "/api/v1/users/me"
@@ -147,3 +156,54 @@ async def test_garbage_authorization_headers_are_401(
     client: httpx.AsyncClient, authorization: str
 ) -> None:
     await _assert_rejected(client, {"Authorization": authorization})
+
+
+def _es256_keys() -> tuple[str, str]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    private = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    public = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    return private, public
+
+
+async def test_es256_tokens_work_and_resist_key_confusion(
+    database_url: str, tmp_path: Path
+) -> None:
+    private, public = _es256_keys()
+    settings = databases.settings_for(
+        database_url,
+        tmp_path / "data",
+        jwt_algorithm="ES256",
+        jwt_private_key=private,
+        jwt_public_key=public,
+    )
+    app = create_app(settings)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client,
+    ):
+        pair = await signed_up(client, "curve@example.com")
+        assert jwt.get_unverified_header(pair["access_token"])["alg"] == "ES256"
+        assert (await client.get(ME, headers=bearer(pair["access_token"]))).status_code == 200
+        # The classic confusion: an HMAC token keyed with the public key.
+        confused = _hs256_with_key(_claims(pair["access_token"]), public)
+        await _assert_rejected(client, bearer(confused))
+
+
+def _hs256_with_key(claims: dict[str, Any], key: str) -> str:
+    header = _b64({"alg": "HS256", "typ": "JWT"})
+    body = _b64(claims)
+    signature = hmac.new(key.encode(), f"{header}.{body}".encode(), hashlib.sha256).digest()
+    return f"{header}.{body}.{base64.urlsafe_b64encode(signature).rstrip(b'=').decode()}"
+
+
+def test_asymmetric_algorithm_without_keys_is_a_settings_error() -> None:
+    with pytest.raises(SettingsError, match="JWT_PRIVATE_KEY and JWT_PUBLIC_KEY"):
+        load_settings(_env_file=None, jwt_algorithm="RS256")
