@@ -53,7 +53,8 @@ def mailed_tokens_in(settings: Settings) -> list[str]:
         message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
         assert isinstance(message, EmailMessage)
         body = message.get_content()
-        tokens.extend(re.findall(r"\?token=([A-Za-z0-9_-]{43})\b", body))
+        # Every account mail carries its token on a line of its own.
+        tokens.extend(re.findall(r"^([A-Za-z0-9_-]{43})\r?$", body, flags=re.MULTILINE))
     return tokens
 
 

@@ -207,3 +207,21 @@ def _hs256_with_key(claims: dict[str, Any], key: str) -> str:
 def test_asymmetric_algorithm_without_keys_is_a_settings_error() -> None:
     with pytest.raises(SettingsError, match="JWT_PRIVATE_KEY and JWT_PUBLIC_KEY"):
         load_settings(_env_file=None, jwt_algorithm="RS256")
+
+
+async def test_a_malformed_key_stops_start_up_naming_the_variable(
+    database_url: str, tmp_path: Path
+) -> None:
+    _private, public = _es256_keys()
+    settings = databases.settings_for(
+        database_url,
+        tmp_path / "data",
+        jwt_algorithm="ES256",
+        jwt_private_key="-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----",
+        jwt_public_key=public,
+    )
+    app = create_app(settings)
+    with pytest.raises(SettingsError, match="JWT_PRIVATE_KEY: not a usable ES256 key"):
+        async with app.router.lifespan_context(app):
+            pass
+    assert not (tmp_path / "data" / "jwt_secret").exists(), "no HMAC secret for ES256"

@@ -55,7 +55,8 @@ async def _start(settings: Settings, engine: AsyncEngine) -> Runtime:
         await wait_for_database(
             engine, attempts=settings.db_startup_attempts, delay=settings.db_startup_retry_delay
         )
-        tokens = TokenCodec(settings, jwt_signing_secret(settings))
+        secret = jwt_signing_secret(settings) if settings.jwt_algorithm.startswith("HS") else None
+        tokens = TokenCodec(settings, secret)
     except TablehouseError as exc:  # an expected failure: say what, not where
         log.error("app.start_failed", reason=exc.message)
         raise

@@ -70,8 +70,19 @@ async def register(
 async def ensure_admin(
     session: AsyncSession, *, passwords: Passwords, email: str, password: str
 ) -> bool:
-    """Create the administrator named in settings unless that account exists already."""
-    if await repository.user_by_email(session, normalise_email(email)) is not None:
+    """Create the administrator named in settings; ``False`` if that admin exists already.
+
+    An existing account that is not an admin is refused rather than promoted: whoever
+    registered that address first would otherwise be handed the keys.
+    """
+    existing = await repository.user_by_email(session, normalise_email(email))
+    if existing is not None:
+        if existing.role != Role.ADMIN:
+            raise Conflict(
+                f"{existing.email} is an existing account that is not an admin; it was left "
+                "unchanged. Choose another ADMIN_EMAIL, or delete or promote that account.",
+                code="not_an_admin",
+            )
         return False
     user = await register(
         session,
@@ -228,27 +239,28 @@ async def _claim(
 
 
 def verification_message(settings: Settings, sent: EmailToken) -> MailMessage:
-    link = f"{settings.public_url.rstrip('/')}/verify-email?token={sent.token}"
+    api = f"{settings.public_url.rstrip('/')}/api/v1/auth"
     return MailMessage(
         to=sent.user.email,
         subject="Confirm your Tablehouse email address",
         body=(
             "Confirm this address for your Tablehouse account by opening:\n\n"
-            f"{link}\n\nor by sending this token to POST /api/v1/auth/verify/confirm:\n\n"
-            f"{sent.token}\n\nThe link expires in {settings.email_token_ttl_hours} hours.\n"
+            f"{api}/verify/confirm?token={sent.token}\n\n"
+            'or by sending this token as {"token": ...} to POST /api/v1/auth/verify/confirm:'
+            f"\n\n{sent.token}\n\nIt expires in {settings.email_token_ttl_hours} hours.\n"
         ),
     )
 
 
 def password_reset_message(settings: Settings, sent: EmailToken) -> MailMessage:
-    link = f"{settings.public_url.rstrip('/')}/reset-password?token={sent.token}"
+    api = f"{settings.public_url.rstrip('/')}/api/v1/auth"
     return MailMessage(
         to=sent.user.email,
         subject="Reset your Tablehouse password",
         body=(
             "Someone asked to reset the password of your Tablehouse account. If it was you, "
-            f"open:\n\n{link}\n\nor send this token with your new password to "
-            f"POST /api/v1/auth/password-reset/confirm:\n\n{sent.token}\n\n"
+            'send this token with your new password as {"token": ..., "new_password": ...} '
+            f"to POST {api}/password-reset/confirm:\n\n{sent.token}\n\n"
             f"It expires in {settings.password_reset_ttl_minutes} minutes. If it was not you, "
             "ignore this message; your password is unchanged.\n"
         ),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks, Depends, status
+from fastapi import APIRouter, BackgroundTasks, Depends, Query, status
 from fastapi.security import OAuth2PasswordRequestForm
 
 from tablehouse.api.dependencies import RuntimeDep, SessionDep
@@ -138,6 +138,14 @@ async def request_verification(
 @router.post("/verify/confirm")
 async def confirm_verification(body: TokenConfirm, session: SessionDep, now: Now) -> UserRead:
     user = await accounts.confirm_verification(session, token=body.token, now=now)
+    return UserRead.model_validate(user)
+
+
+@router.get("/verify/confirm", summary="The same, for the link in the verification mail")
+async def confirm_verification_link(
+    token: Annotated[str, Query(min_length=1, max_length=200)], session: SessionDep, now: Now
+) -> UserRead:
+    user = await accounts.confirm_verification(session, token=token, now=now)
     return UserRead.model_validate(user)
 
 

@@ -51,7 +51,8 @@ def _compose(message: MailMessage, sender: str) -> EmailMessage:
     # make_msgid() would otherwise ask socket.getfqdn(), a DNS lookup that can stall.
     domain = parseaddr(sender)[1].rpartition("@")[2] or "localhost"
     email["Message-ID"] = make_msgid(domain=domain)
-    email.set_content(message.body)
+    # 8bit keeps long lines (links, tokens) readable instead of quoted-printable soft breaks.
+    email.set_content(message.body, cte="8bit")
     return email
 
 

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pydantic import SecretStr
 
 from tablehouse.config import Settings
-from tablehouse.errors import NotAuthenticated
+from tablehouse.errors import NotAuthenticated, SettingsError
 
 ACCESS = "access"
 OPAQUE_TOKEN_BYTES = 32  # 256 bits
@@ -41,20 +41,25 @@ class AccessClaims:
 class TokenCodec:
     """Signs and checks access tokens with one fixed algorithm (``alg`` is never trusted)."""
 
-    def __init__(self, settings: Settings, secret: SecretStr) -> None:
+    def __init__(self, settings: Settings, secret: SecretStr | None) -> None:
         self.algorithm = settings.jwt_algorithm
         self.issuer = settings.jwt_issuer
         self.audience = settings.jwt_audience
         self.lifetime = timedelta(minutes=settings.access_token_ttl_minutes)
         if self.algorithm.startswith("HS"):
+            assert secret is not None, "HS* algorithms sign with the JWT secret"
             self._signing_key: Any = secret.get_secret_value()
             self._verifying_key: Any = self._signing_key
         else:
             # Settings refuse an asymmetric algorithm without both keys.
             assert settings.jwt_private_key is not None
             assert settings.jwt_public_key is not None
-            self._signing_key = settings.jwt_private_key.get_secret_value()
-            self._verifying_key = settings.jwt_public_key
+            self._signing_key = _load_key(
+                self.algorithm, settings.jwt_private_key.get_secret_value(), "JWT_PRIVATE_KEY"
+            )
+            self._verifying_key = _load_key(
+                self.algorithm, settings.jwt_public_key, "JWT_PUBLIC_KEY"
+            )
 
     def issue(self, *, user_id: uuid.UUID, session_id: uuid.UUID, now: datetime) -> str:
         claims = {
@@ -87,6 +92,16 @@ class TokenCodec:
             raise NotAuthenticated("access token expired", code="token_expired") from None
         except (jwt.PyJWTError, ValueError, TypeError, AttributeError):
             raise NotAuthenticated("invalid access token", code="invalid_token") from None
+
+
+def _load_key(algorithm: str, pem: str, variable: str) -> Any:
+    """Parse a PEM key now, so a bad one stops start-up instead of failing the first login."""
+    try:
+        return jwt.get_algorithm_by_name(algorithm).prepare_key(pem)
+    except (ValueError, TypeError, jwt.InvalidKeyError) as exc:
+        raise SettingsError(
+            f"{variable}: not a usable {algorithm} key in PEM form ({exc})"
+        ) from None
 
 
 def seal(payload: dict[str, Any], *, key_material: str, context: bytes) -> bytes:
