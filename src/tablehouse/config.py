@@ -117,6 +117,8 @@ class Settings(BaseSettings):
     smtp_timeout: Annotated[float, _env("SMTP_TIMEOUT", gt=0)] = 10.0
     mail_from: Annotated[str, _env("MAIL_FROM")] = "Tablehouse <noreply@localhost>"
 
+    max_schema_fields: Annotated[int, _env("MAX_SCHEMA_FIELDS", ge=1, le=1600)] = 200
+
     admin_email: Annotated[str | None, _env("ADMIN_EMAIL")] = None
     admin_password: Annotated[SecretStr | None, _env("ADMIN_PASSWORD")] = None
 

@@ -40,8 +40,11 @@ class BadRequest(TablehouseError):
     code = "bad_request"
 
 
+Location = tuple[str | int, ...]
+
+
 class InvalidInput(TablehouseError):
-    """A value that passed the schema but breaks a rule only the service can check.
+    """Values that passed the schema but break rules only the service can check.
 
     Rendered in FastAPI's 422 shape, so clients handle one kind of validation error.
     """
@@ -49,11 +52,17 @@ class InvalidInput(TablehouseError):
     status_code = 422
     code = "validation_error"
 
-    def __init__(
-        self, message: str, *, loc: tuple[str | int, ...], code: str | None = None
-    ) -> None:
-        super().__init__(message, code=code)
-        self.loc = loc
+    def __init__(self, message: str, *, loc: Location, code: str = "value_error") -> None:
+        super().__init__(message)
+        self.problems: list[tuple[Location, str, str]] = [(loc, message, code)]
+
+    @classmethod
+    def of(cls, problems: list[tuple[Location, str, str]]) -> InvalidInput:
+        """Several problems at once: ``(location, message, type)`` each."""
+        first_loc, first_message, first_code = problems[0]
+        error = cls(first_message, loc=first_loc, code=first_code)
+        error.problems = list(problems)
+        return error
 
 
 class NotAuthenticated(TablehouseError):

@@ -10,6 +10,7 @@ from fastapi import APIRouter, FastAPI
 
 from tablehouse.auth.router import router as auth_router
 from tablehouse.auth.users_router import router as users_router
+from tablehouse.datasets.router import router as datasets_router
 from tablehouse.health.router import router as health_router
 
 API_PREFIX = "/api/v1"
@@ -20,4 +21,5 @@ def include_routers(app: FastAPI) -> None:
     api = APIRouter(prefix=API_PREFIX)
     api.include_router(auth_router)
     api.include_router(users_router)
+    api.include_router(datasets_router)
     app.include_router(api)

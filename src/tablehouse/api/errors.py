@@ -24,12 +24,9 @@ async def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, TablehouseError)
     detail: object = exc.message
     if isinstance(exc, InvalidInput):
-        detail = [{"loc": list(exc.loc), "msg": exc.message, "type": exc.code}]
+        detail = [{"loc": list(loc), "msg": msg, "type": kind} for loc, msg, kind in exc.problems]
     return JSONResponse(
-        {
-            "detail": detail,
-            "code": "validation_error" if isinstance(exc, InvalidInput) else exc.code,
-        },
+        {"detail": detail, "code": exc.code},
         status_code=exc.status_code,
         headers=dict(exc.headers),
     )

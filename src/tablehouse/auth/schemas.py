@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Generic, Literal, TypeVar
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, EmailStr, Field, StringConstraints
 
@@ -15,7 +15,6 @@ from tablehouse.core.passwords import MAX_PASSWORD_LENGTH
 # the upper bound here only stops absurd bodies before they reach the hasher.
 Password = Annotated[str, Field(max_length=MAX_PASSWORD_LENGTH * 4)]
 FullName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Item = TypeVar("Item")
 
 
 class RegisterRequest(BaseModel):
@@ -123,10 +122,3 @@ class TokenConfirm(BaseModel):
 
 class PasswordResetConfirm(TokenConfirm):
     new_password: Password
-
-
-class Page(BaseModel, Generic[Item]):
-    items: list[Item]
-    total: int
-    limit: int
-    offset: int

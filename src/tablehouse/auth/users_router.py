@@ -8,10 +8,11 @@ from typing import Annotated
 from fastapi import APIRouter, Query, status
 
 from tablehouse.api.dependencies import RuntimeDep, SessionDep
+from tablehouse.api.pagination import Limit, Offset, Page
 from tablehouse.auth import accounts, repository
 from tablehouse.auth.dependencies import CurrentAdmin, CurrentPrincipal, CurrentUser
 from tablehouse.auth.models import Role
-from tablehouse.auth.schemas import AdminUserUpdate, Page, UpdateMe, UserRead
+from tablehouse.auth.schemas import AdminUserUpdate, UpdateMe, UserRead
 
 router = APIRouter(prefix="/users", tags=["users"])
 
@@ -39,8 +40,8 @@ async def update_me(
 async def list_users(
     _admin: CurrentAdmin,
     session: SessionDep,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Limit = 50,
+    offset: Offset = 0,
     email: Annotated[str | None, Query(max_length=320, description="Part of the email")] = None,
     role: Role | None = None,
     is_active: bool | None = None,

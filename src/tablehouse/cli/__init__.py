@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from tablehouse.cli import db, serve, users
+from tablehouse.cli import db, schemas, serve, users
 
 app = typer.Typer(
     name="tablehouse",
@@ -15,6 +15,7 @@ app = typer.Typer(
 app.command("serve")(serve.serve)
 app.add_typer(db.app, name="db")
 app.add_typer(users.app, name="users")
+app.add_typer(schemas.app, name="schemas")
 
 
 def main() -> None:

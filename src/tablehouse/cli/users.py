@@ -107,6 +107,6 @@ def _run(coroutine: Coroutine[Any, Any, T]) -> T:
     try:
         return asyncio.run(coroutine)
     except InvalidInput as exc:
-        raise fail(f"{exc.loc[-1]}: {exc.message}") from None
+        raise fail("; ".join(f"{loc[-1]}: {msg}" for loc, msg, _kind in exc.problems)) from None
     except TablehouseError as exc:
         raise fail(exc.message) from None

@@ -13,6 +13,7 @@ import tablehouse.models  # noqa: F401  (registers every domain's tables on Base
 from tablehouse.config import Settings, load_settings
 from tablehouse.core.database import create_migration_engine, database_url
 from tablehouse.core.models import Base
+from tablehouse.datasets.models import DATASET_TABLE_PREFIX
 
 config = context.config
 target_metadata = Base.metadata
@@ -33,6 +34,11 @@ def _render_item(kind: str, item: object, _context: object) -> str | Literal[Fal
     return False
 
 
+def _include_name(name: str | None, kind: str, _parent: object) -> bool:
+    """Datasets' own tables (ds_*) are made at run time, not by migrations: leave them be."""
+    return not (kind == "table" and name is not None and name.startswith(DATASET_TABLE_PREFIX))
+
+
 def _configure(connection: Connection | None = None, url: str | None = None) -> None:
     context.configure(
         connection=connection,
@@ -45,6 +51,7 @@ def _configure(connection: Connection | None = None, url: str | None = None) -> 
         compare_type=True,
         compare_server_default=True,
         render_item=_render_item,
+        include_name=_include_name,
     )
 
 

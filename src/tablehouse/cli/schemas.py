@@ -1,0 +1,118 @@
+"""``tablehouse schemas``: datasets from the command line, through the same services."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, TypeVar
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from tablehouse.cli.common import fail, in_unit_of_work, settings_or_exit
+from tablehouse.errors import InvalidInput, TablehouseError
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from tablehouse.auth.principal import Principal
+
+T = TypeVar("T")
+app = typer.Typer(help="List, show and create datasets.", no_args_is_help=True)
+OwnerOption = Annotated[str, typer.Option("--owner", help="Email of the dataset's owner")]
+
+
+async def _as_owner(session: AsyncSession, email: str) -> Principal:
+    from tablehouse.auth import repository
+    from tablehouse.auth.accounts import normalise_email
+    from tablehouse.auth.principal import ALL_SCOPES, Principal
+
+    user = await repository.user_by_email(session, normalise_email(email))
+    if user is None:
+        raise TablehouseError(f"no user with email {email}")
+    return Principal(user=user, scopes=ALL_SCOPES)
+
+
+def _run(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    settings = settings_or_exit()
+    try:
+        return asyncio.run(in_unit_of_work(settings, work))
+    except InvalidInput as exc:
+        raise fail(
+            "; ".join(f"{'.'.join(map(str, loc[1:]))}: {msg}" for loc, msg, _ in exc.problems)
+        ) from None
+    except TablehouseError as exc:
+        raise fail(exc.message) from None
+
+
+@app.command("list")
+def list_schemas(owner: OwnerOption) -> None:
+    """The owner's datasets with their row counts."""
+    from tablehouse.datasets import service
+
+    async def work(session: AsyncSession) -> Table:
+        caller = await _as_owner(session, owner)
+        counted, total = await service.page(session, caller=caller, limit=10_000, offset=0)
+        table = Table(title=f"{total} datasets of {owner}")
+        for column in ("name", "version", "fields", "rows", "description"):
+            table.add_column(column)
+        for schema, rows in counted:
+            table.add_row(
+                schema.name,
+                str(schema.version),
+                str(len(schema.fields)),
+                str(rows),
+                schema.description or "",
+            )
+        return table
+
+    Console().print(_run(work))
+
+
+@app.command()
+def show(name: str, owner: OwnerOption) -> None:
+    """One dataset's definition as JSON."""
+    from tablehouse.datasets import service
+    from tablehouse.datasets.schemas import SchemaRead
+
+    async def work(session: AsyncSession) -> str:
+        schema = await service.load(session, caller=await _as_owner(session, owner), name=name)
+        read = SchemaRead.model_validate(schema).model_copy(
+            update={"row_count": await service.row_count(session, schema)}
+        )
+        return read.model_dump_json(indent=2)
+
+    typer.echo(_run(work))
+
+
+@app.command()
+def create(
+    file: Annotated[Path, typer.Option("--file", exists=True, dir_okay=False, help="JSON file")],
+    owner: OwnerOption,
+) -> None:
+    """Create a dataset from a JSON definition (the body of POST /schemas)."""
+    from tablehouse.datasets import service
+    from tablehouse.datasets.schemas import SchemaCreate
+
+    try:
+        spec = SchemaCreate.model_validate(json.loads(file.read_text(encoding="utf-8")))
+    except json.JSONDecodeError as exc:
+        raise fail(f"{file}: not JSON ({exc})") from None
+    except ValidationError as exc:
+        raise fail(
+            "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        ) from None
+    settings = settings_or_exit()
+
+    async def work(session: AsyncSession) -> str:
+        caller = await _as_owner(session, owner)
+        schema = await service.create(
+            session, owner_id=caller.user.id, spec=spec, max_fields=settings.max_schema_fields
+        )
+        return f"created dataset {schema.name} ({len(schema.fields)} fields)"
+
+    typer.echo(_run(work))

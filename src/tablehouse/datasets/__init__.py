@@ -1,0 +1,1 @@
+"""Datasets: a schema defined over the API becomes a real, versioned table."""

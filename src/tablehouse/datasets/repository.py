@@ -1,0 +1,51 @@
+"""Catalog queries. Functions take a session and flush; they never commit."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import MetaData, Table, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tablehouse.datasets.models import Schema, SchemaVersion
+
+
+async def by_name(session: AsyncSession, owner_id: uuid.UUID, name: str) -> Schema | None:
+    return await session.scalar(
+        select(Schema).where(Schema.owner_id == owner_id, Schema.name == name)
+    )
+
+
+async def page(
+    session: AsyncSession,
+    owner_id: uuid.UUID,
+    *,
+    limit: int,
+    offset: int,
+    only: frozenset[str] | None = None,
+) -> tuple[list[Schema], int]:
+    mine = select(Schema).where(Schema.owner_id == owner_id)
+    if only is not None:
+        mine = mine.where(Schema.name.in_(only))
+    total = await session.scalar(select(func.count()).select_from(mine.subquery()))
+    rows = await session.scalars(mine.order_by(Schema.name).limit(limit).offset(offset))
+    return list(rows), int(total or 0)
+
+
+async def versions(session: AsyncSession, schema_id: uuid.UUID) -> list[SchemaVersion]:
+    rows = await session.scalars(
+        select(SchemaVersion)
+        .where(SchemaVersion.schema_id == schema_id)
+        .order_by(SchemaVersion.number)
+    )
+    return list(rows)
+
+
+async def row_count(session: AsyncSession, table_name: str) -> int:
+    table = Table(table_name, MetaData())
+    return int(await session.scalar(select(func.count()).select_from(table)) or 0)
+
+
+async def add(session: AsyncSession, *rows: object) -> None:
+    session.add_all(rows)
+    await session.flush()
