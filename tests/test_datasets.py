@@ -403,3 +403,42 @@ async def test_too_many_fields_is_422(
     response = await client.post(SCHEMAS, json=SONGS | {"fields": fields}, headers=headers)
     assert response.status_code == 422
     assert response.json()["detail"][0]["type"] == "too_many_fields"
+
+
+async def test_concurrent_changes_and_a_drop_never_fail_or_desync(
+    client: httpx.AsyncClient, headers: dict[str, str], settings: Settings
+) -> None:
+    await client.post(SCHEMAS, json=SONGS, headers=headers)
+    table = await _table_of(settings, "songs")
+
+    def add(name: str) -> Any:
+        change = {"op": "add_field", "field": {"name": name, "type": "string"}}
+        return client.patch(f"{SCHEMAS}/songs", json={"changes": [change]}, headers=headers)
+
+    responses = await asyncio.gather(
+        add("a1"), add("a2"), client.delete(f"{SCHEMAS}/songs", headers=headers), add("a3")
+    )
+    statuses = [response.status_code for response in responses]
+    assert all(status in (200, 204, 404) for status in statuses), statuses
+    assert statuses.count(204) == 1
+    assert table not in await _tables(settings)
+    assert (await client.get(f"{SCHEMAS}/songs", headers=headers)).status_code == 404
+
+
+async def test_concurrent_changes_each_get_their_own_version(
+    client: httpx.AsyncClient, headers: dict[str, str], settings: Settings
+) -> None:
+    await client.post(SCHEMAS, json=SONGS, headers=headers)
+    changes = [
+        client.patch(
+            f"{SCHEMAS}/songs",
+            json={"changes": [{"op": "add_field", "field": {"name": f"c{n}", "type": "integer"}}]},
+            headers=headers,
+        )
+        for n in range(4)
+    ]
+    assert [r.status_code for r in await asyncio.gather(*changes)] == [200] * 4
+    versions = (await client.get(f"{SCHEMAS}/songs/versions", headers=headers)).json()
+    assert [v["number"] for v in versions] == [1, 2, 3, 4, 5]
+    columns = await _columns(settings, await _table_of(settings, "songs"))
+    assert {"c0", "c1", "c2", "c3"} <= set(columns)

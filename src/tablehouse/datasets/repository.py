@@ -10,10 +10,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tablehouse.datasets.models import Schema, SchemaVersion
 
 
-async def by_name(session: AsyncSession, owner_id: uuid.UUID, name: str) -> Schema | None:
-    return await session.scalar(
-        select(Schema).where(Schema.owner_id == owner_id, Schema.name == name)
-    )
+async def by_name(
+    session: AsyncSession, owner_id: uuid.UUID, name: str, *, for_update: bool = False
+) -> Schema | None:
+    """``for_update`` locks the row (PostgreSQL) so concurrent changes to one dataset queue;
+    SQLite units of work are serialised already."""
+    query = select(Schema).where(Schema.owner_id == owner_id, Schema.name == name)
+    if for_update:
+        query = query.with_for_update().execution_options(populate_existing=True)
+    return await session.scalar(query)
 
 
 async def page(

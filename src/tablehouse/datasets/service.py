@@ -131,13 +131,21 @@ def _taken(name: str) -> Conflict:
 
 
 async def load(
-    session: AsyncSession, *, caller: Principal, name: str, owner_id: uuid.UUID | None = None
+    session: AsyncSession,
+    *,
+    caller: Principal,
+    name: str,
+    owner_id: uuid.UUID | None = None,
+    for_change: bool = False,
 ) -> Schema:
-    """The caller's dataset ``name`` (an admin may name another owner); otherwise 404."""
+    """The caller's dataset ``name`` (an admin may name another owner); otherwise 404.
+
+    ``for_change`` locks it until the unit of work ends, for PATCH and DELETE.
+    """
     owner = caller.user.id if owner_id is None or not caller.is_admin else owner_id
     schema = None
     if caller.may_use_dataset(name):
-        schema = await repository.by_name(session, owner, name)
+        schema = await repository.by_name(session, owner, name, for_update=for_change)
     if schema is None:
         raise NotFound(f"no dataset named '{name}'", code="schema_not_found")
     return schema
