@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -64,6 +65,9 @@ async def _start(settings: Settings, engine: AsyncEngine) -> Runtime:
         log.exception("app.start_failed")
         raise
     log.info("app.started", environment=settings.environment, version=__version__)
+    # Everything loaded so far lives as long as the process: move it out of the collector's
+    # way, or each full collection during a large ingest rescans the whole framework.
+    gc.freeze()
     return Runtime(
         settings=settings,
         engine=engine,

@@ -118,6 +118,9 @@ class Settings(BaseSettings):
     mail_from: Annotated[str, _env("MAIL_FROM")] = "Tablehouse <noreply@localhost>"
 
     max_schema_fields: Annotated[int, _env("MAX_SCHEMA_FIELDS", ge=1, le=1600)] = 200
+    max_ingest_bytes: Annotated[int, _env("MAX_INGEST_BYTES", ge=1)] = 1024**3
+    ingest_batch_rows: Annotated[int, _env("INGEST_BATCH_ROWS", ge=1, le=100_000)] = 5000
+    max_reported_row_errors: Annotated[int, _env("MAX_REPORTED_ROW_ERRORS", ge=1)] = 100
 
     admin_email: Annotated[str | None, _env("ADMIN_EMAIL")] = None
     admin_password: Annotated[SecretStr | None, _env("ADMIN_PASSWORD")] = None

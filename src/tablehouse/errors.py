@@ -28,6 +28,11 @@ class TablehouseError(Exception):
     def headers(self) -> Mapping[str, str]:
         return {}
 
+    @property
+    def detail(self) -> object:
+        """The ``detail`` of the response body: the message, or a list for validation errors."""
+        return self.message
+
 
 class SettingsError(TablehouseError):
     """Configuration is missing or malformed; the process cannot start."""
@@ -63,6 +68,31 @@ class InvalidInput(TablehouseError):
         error = cls(first_message, loc=first_loc, code=first_code)
         error.problems = list(problems)
         return error
+
+    @property
+    def detail(self) -> object:
+        return [{"loc": list(loc), "msg": msg, "type": kind} for loc, msg, kind in self.problems]
+
+
+class InvalidRows(TablehouseError):
+    """Rows that do not fit their dataset: ``{row, field, message}`` each."""
+
+    status_code = 422
+    code = "invalid_rows"
+
+    def __init__(self, problems: list[dict[str, object]], *, total: int) -> None:
+        super().__init__(f"{total} invalid value(s) in the rows")
+        self.problems = problems
+        self.total = total
+
+    @property
+    def detail(self) -> object:
+        return self.problems
+
+
+class UnsupportedMediaType(TablehouseError):
+    status_code = 415
+    code = "unsupported_media_type"
 
 
 class NotAuthenticated(TablehouseError):

@@ -12,6 +12,8 @@ from tablehouse.auth.router import router as auth_router
 from tablehouse.auth.users_router import router as users_router
 from tablehouse.datasets.router import router as datasets_router
 from tablehouse.health.router import router as health_router
+from tablehouse.rows.read_router import router as rows_read_router
+from tablehouse.rows.router import router as rows_router
 
 API_PREFIX = "/api/v1"
 
@@ -22,4 +24,6 @@ def include_routers(app: FastAPI) -> None:
     api.include_router(auth_router)
     api.include_router(users_router)
     api.include_router(datasets_router)
+    api.include_router(rows_read_router)
+    api.include_router(rows_router)
     app.include_router(api)

@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from tablehouse.errors import InvalidInput, TablehouseError
+from tablehouse.errors import TablehouseError
 
 
 def _code_for_status(status_code: int) -> str:
@@ -22,11 +22,8 @@ def _code_for_status(status_code: int) -> str:
 
 async def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, TablehouseError)
-    detail: object = exc.message
-    if isinstance(exc, InvalidInput):
-        detail = [{"loc": list(loc), "msg": msg, "type": kind} for loc, msg, kind in exc.problems]
     return JSONResponse(
-        {"detail": detail, "code": exc.code},
+        {"detail": exc.detail, "code": exc.code},
         status_code=exc.status_code,
         headers=dict(exc.headers),
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from tablehouse.cli import db, schemas, serve, users
+from tablehouse.cli import db, importer, schemas, serve, users
 
 app = typer.Typer(
     name="tablehouse",
@@ -13,6 +13,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.command("serve")(serve.serve)
+app.command("import")(importer.import_rows)
 app.add_typer(db.app, name="db")
 app.add_typer(users.app, name="users")
 app.add_typer(schemas.app, name="schemas")

@@ -63,7 +63,8 @@ def column_type(spec: FieldSpec) -> TypeEngine[Any]:
         case "date":
             return Date()
         case "json":
-            return JSON().with_variant(JSONB(), "postgresql")
+            # none_as_null: a missing value is SQL NULL on both backends, never the JSON null.
+            return JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
         case "uuid":
             return Uuid()
     raise AssertionError(spec.type)

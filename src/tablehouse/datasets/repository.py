@@ -3,21 +3,27 @@
 from __future__ import annotations
 
 import uuid
+from typing import Literal
 
 from sqlalchemy import MetaData, Table, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tablehouse.datasets.models import Schema, SchemaVersion
 
+Lock = Literal["share", "update"] | None
+
 
 async def by_name(
-    session: AsyncSession, owner_id: uuid.UUID, name: str, *, for_update: bool = False
+    session: AsyncSession, owner_id: uuid.UUID, name: str, *, lock: Lock = None
 ) -> Schema | None:
-    """``for_update`` locks the row (PostgreSQL) so concurrent changes to one dataset queue;
-    SQLite units of work are serialised already."""
+    """``lock`` holds the catalog row until the unit of work ends (PostgreSQL; SQLite units
+    of work are serialised already): "update" for changing or dropping the dataset, "share"
+    for writing rows, so rows are never written into a table that is being dropped."""
     query = select(Schema).where(Schema.owner_id == owner_id, Schema.name == name)
-    if for_update:
-        query = query.with_for_update().execution_options(populate_existing=True)
+    if lock is not None:
+        query = query.with_for_update(read=lock == "share").execution_options(
+            populate_existing=True
+        )
     return await session.scalar(query)
 
 

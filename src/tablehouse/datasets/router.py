@@ -83,7 +83,7 @@ async def update_schema(
     runtime: RuntimeDep,
     owner: OwnerQuery = None,
 ) -> SchemaRead:
-    schema = await service.load(session, caller=caller, name=name, owner_id=owner, for_change=True)
+    schema = await service.load(session, caller=caller, name=name, owner_id=owner, lock="update")
     updated = await service.update(
         session,
         schema=schema,
@@ -100,7 +100,7 @@ async def update_schema(
 async def delete_schema(
     name: str, caller: WriteAccess, session: SessionDep, owner: OwnerQuery = None
 ) -> None:
-    schema = await service.load(session, caller=caller, name=name, owner_id=owner, for_change=True)
+    schema = await service.load(session, caller=caller, name=name, owner_id=owner, lock="update")
     await service.delete(session, schema=schema)
 
 

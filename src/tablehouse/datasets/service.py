@@ -136,16 +136,16 @@ async def load(
     caller: Principal,
     name: str,
     owner_id: uuid.UUID | None = None,
-    for_change: bool = False,
+    lock: repository.Lock = None,
 ) -> Schema:
     """The caller's dataset ``name`` (an admin may name another owner); otherwise 404.
 
-    ``for_change`` locks it until the unit of work ends, for PATCH and DELETE.
+    ``lock`` (see ``repository.by_name``) holds it until the unit of work ends.
     """
     owner = caller.user.id if owner_id is None or not caller.is_admin else owner_id
     schema = None
     if caller.may_use_dataset(name):
-        schema = await repository.by_name(session, owner, name, for_update=for_change)
+        schema = await repository.by_name(session, owner, name, lock=lock)
     if schema is None:
         raise NotFound(f"no dataset named '{name}'", code="schema_not_found")
     return schema

@@ -1,0 +1,298 @@
+"""``tablehouse import``: stream a CSV or NDJSON file into a dataset, batch by batch, resumably."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import itertools
+import json
+import time
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, BinaryIO, Literal
+
+import typer
+from rich import progress
+from rich.console import Console
+from rich.markup import escape
+from rich.text import Text
+
+from tablehouse.cli.common import EXIT_BAD_CONFIGURATION, EXIT_FAILURE, fail, settings_or_exit
+from tablehouse.errors import TablehouseError
+
+if TYPE_CHECKING:
+    from tablehouse.config import Settings
+
+Format = Literal["csv", "ndjson"]
+OnConflict = Literal["error", "skip", "update"]
+Problem = tuple[str | None, str]
+Record = tuple[Any, ...]
+Converted = tuple[Record | None, Sequence[Problem], Any]  # record, problems, original data
+Write = Callable[[list[Record], list[int]], Awaitable[int]]
+EXTENSIONS: dict[str, Format] = {".csv": "csv", ".ndjson": "ndjson", ".jsonl": "ndjson"}
+SHOWN_PROBLEMS = 20
+
+
+@dataclass
+class ImportState:
+    """What ``FILE.import-state.json`` records after each committed batch."""
+
+    dataset: str
+    owner: str
+    format: str
+    file_size: int
+    file_mtime_ns: int
+    rows_committed: int = 0  # valid rows in committed batches
+    rows_rejected: int = 0  # invalid rows before the end of the last committed batch
+    rows_written: int = 0  # rows the database inserted or updated
+    rejects_offset: int = 0  # bytes of the rejects file that belong to those rows
+
+    def same_import(self, other: ImportState) -> bool:
+        keys = ("dataset", "owner", "format", "file_size", "file_mtime_ns")
+        return all(getattr(self, k) == getattr(other, k) for k in keys)
+
+
+class _RowsColumn(progress.ProgressColumn):
+    def render(self, task: progress.Task) -> Text:
+        rows, elapsed = int(task.fields.get("rows", 0)), task.elapsed or 0.0
+        rate = f"{rows / elapsed:,.0f}" if elapsed > 0 else "-"
+        return Text(f"{rows:,} rows  {rate} rows/s", style="progress.data.speed")
+
+
+def _fail(message: str, code: int = EXIT_FAILURE) -> typer.Exit:
+    return fail(escape(message), code)
+
+
+def _rows(count: int) -> str:
+    return f"{count:,} row" if count == 1 else f"{count:,} rows"
+
+
+def import_rows(
+    schema: Annotated[str, typer.Argument(help="The dataset to import into")],
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="CSV or NDJSON")],
+    owner: Annotated[str, typer.Option("--owner", help="Email of the dataset's owner")],
+    file_format: Annotated[
+        Format | None, typer.Option("--format", help="Default: from the extension")
+    ] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Rows per commit")] = 5000,
+    on_conflict: Annotated[OnConflict, typer.Option("--on-conflict")] = "error",
+    resume: Annotated[bool, typer.Option("--resume", help="Continue a stopped import")] = False,
+) -> None:
+    """Import FILE into dataset SCHEMA. Each batch commits on its own, so a stopped import can
+    go on with --resume. Invalid rows are not imported: they go to FILE.rejected.ndjson
+    (rows are numbered from 1, after the CSV header)."""
+    kind = file_format or EXTENSIONS.get(file.suffix.lower())
+    if kind is None:
+        raise _fail(
+            f"cannot tell the format of {file} from its extension: pass --format csv or ndjson",
+            EXIT_BAD_CONFIGURATION,
+        )
+    stat = file.stat()
+    job = _Import(file, ImportState(schema, owner, kind, stat.st_size, stat.st_mtime_ns))
+    if resume:
+        job.load_state()
+    elif job.state_path.exists():
+        raise _fail(
+            f"{job.state_path} exists: an earlier import of this file stopped part way; "
+            "add --resume to continue it, or delete the file to start over"
+        )
+    settings = settings_or_exit()
+    try:
+        asyncio.run(job.run(settings, batch_size, on_conflict))
+    except TablehouseError as exc:
+        raise _fail(exc.message + job.resume_hint("fix the cause and run")) from None
+    except KeyboardInterrupt:
+        raise _fail("interrupted" + job.resume_hint("run"), 130) from None
+    job.report()
+
+
+class _Import:
+    def __init__(self, file: Path, state: ImportState) -> None:
+        self.file, self.state = file, state
+        self.state_path = file.with_name(file.name + ".import-state.json")
+        self.rejects_path = file.with_name(file.name + ".rejected.ndjson")
+        self.console = Console()
+        self.shown: list[str] = []
+        self.row = self.bytes_read = self.this_run = self.rejected = self.problems = 0
+        self.started = time.monotonic()
+
+    def load_state(self) -> None:
+        if not self.state_path.exists():
+            raise _fail(f"nothing to resume: {self.state_path} does not exist")
+        try:
+            saved = ImportState(**json.loads(self.state_path.read_text(encoding="utf-8")))
+        except (ValueError, TypeError) as exc:
+            raise _fail(f"{self.state_path} is not an import state ({exc})") from None
+        if not saved.same_import(self.state):
+            raise _fail(
+                f"{self.state_path} belongs to another import (dataset {saved.dataset}, owner "
+                f"{saved.owner}, or the file changed since); delete it to start over"
+            )
+        self.state = saved
+
+    def resume_hint(self, then: str) -> str:
+        if not self.state_path.exists():
+            return ""
+        committed = _rows(self.state.rows_committed)
+        return f"; {committed} committed so far: {then} again with --resume to continue"
+
+    async def run(self, settings: Settings, batch_size: int, on_conflict: OnConflict) -> None:
+        from sqlalchemy.exc import DBAPIError
+
+        from tablehouse.cli.schemas import _as_owner
+        from tablehouse.core.database import create_engine, create_session_factory, uow
+        from tablehouse.datasets import service
+        from tablehouse.rows.layout import Layout
+        from tablehouse.rows.writer import Writer
+
+        engine = create_engine(settings)  # one engine; a unit of work per batch
+        factory, name = create_session_factory(engine), self.state.dataset
+        self.rejected = self.state.rows_rejected
+        try:
+            async with uow(factory) as session:
+                caller = await _as_owner(session, self.state.owner)
+                schema = await service.load(session, caller=caller, name=name)
+            self.layout, version = Layout.of(schema), schema.version
+
+            async def write(records: list[Record], numbers: list[int]) -> int:
+                async with uow(factory) as session:
+                    current = await service.load(session, caller=caller, name=name, lock="share")
+                    if current.version != version:
+                        raise TablehouseError(f"the dataset {name} changed during the import")
+                    writer = Writer(session, self.layout, on_conflict)  # per session: staging
+                    return await writer.write(records, numbers)
+
+            with self.file.open("rb") as handle, self._rejects() as rejects:
+                rows, convert = self._pending_rows(handle)
+                await self._stream((convert(raw) for raw in rows), rejects, write, batch_size)
+        except csv.Error as exc:
+            raise TablehouseError(
+                f"{self.file}: bad CSV near row {self.row + 1:,}: {exc}"
+            ) from None
+        except UnicodeDecodeError:
+            raise TablehouseError(f"{self.file}: not UTF-8 near row {self.row + 1:,}") from None
+        except DBAPIError as exc:
+            raise TablehouseError(f"database error: {str(exc.orig).splitlines()[0]}") from None
+        finally:
+            await engine.dispose()
+            if self.rejects_path.exists() and not self.rejects_path.stat().st_size:
+                self.rejects_path.unlink()
+        self.state_path.unlink(missing_ok=True)
+
+    def _rejects(self) -> BinaryIO:
+        if self.state.rejects_offset and self.rejects_path.exists():
+            handle = self.rejects_path.open("r+b")
+            handle.truncate(self.state.rejects_offset)  # rows after the last commit come again
+            handle.seek(self.state.rejects_offset)
+            return handle
+        return self.rejects_path.open("wb")
+
+    def _lines(self, handle: BinaryIO) -> Iterator[str]:
+        for raw in handle:  # bytes, so the progress bar can count them exactly
+            self.bytes_read += len(raw)
+            yield raw.decode("utf-8").removeprefix("\ufeff")
+
+    def _pending_rows(self, handle: BinaryIO) -> tuple[Iterator[Any], Callable[[Any], Converted]]:
+        """The raw rows not processed yet (those before are counted, not converted)."""
+        lines = self._lines(handle)
+        convert: Callable[[Any], Converted] = self._from_json
+        rows: Iterator[Any]
+        if self.state.format == "ndjson":
+            rows = (line.rstrip("\r\n") for line in lines if line.strip())
+        else:
+            rows = (cells for cells in csv.reader(lines) if cells)
+            header = next(rows, None)
+            if header is None:
+                return iter(()), convert
+            reader = self.layout.text_reader(header)
+            if reader.unknown:
+                raise TablehouseError(
+                    f"unknown fields in the header: {', '.join(reader.unknown)}; "
+                    f"the dataset has {', '.join(self.layout.names)}"
+                )
+
+            def convert(cells: list[str]) -> Converted:
+                data = dict(zip(header, cells, strict=True)) if len(cells) == len(header) else cells
+                return *reader.convert(cells), data
+
+        for _ in itertools.islice(rows, self.state.rows_committed + self.state.rows_rejected):
+            self.row += 1
+        return rows, convert
+
+    def _from_json(self, line: str) -> Converted:
+        import orjson
+
+        try:
+            data = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            return None, [(None, f"not valid JSON: {exc}")], line
+        return *self.layout.from_mapping(data), data
+
+    async def _stream(
+        self, converted: Iterator[Converted], rejects: BinaryIO, write: Write, batch_size: int
+    ) -> None:
+        bar = progress.Progress(
+            progress.TextColumn("{task.description}"), progress.BarColumn(),
+            progress.DownloadColumn(), _RowsColumn(), progress.TimeRemainingColumn(),
+            console=self.console, disable=not self.console.is_terminal,  # no bar in pipes
+        )  # fmt: skip
+        records: list[Record] = []
+        numbers: list[int] = []
+        with bar:
+            total, done = self.state.file_size, self.bytes_read  # rows/s and ETA: this run's
+            task = bar.add_task(self.file.name, total=total, completed=done, rows=0)
+            for record, problems, data in converted:
+                self.row += 1
+                self.this_run += 1
+                if record is None:
+                    self._reject(rejects, problems, data)
+                else:
+                    records.append(record)
+                    numbers.append(self.row)
+                if len(records) >= batch_size:
+                    self._commit(await write(records, numbers), len(records), rejects)
+                    records, numbers = [], []
+                if self.this_run % 1000 == 0:
+                    bar.update(task, completed=self.bytes_read, rows=self.this_run)
+            if records:
+                self._commit(await write(records, numbers), len(records), rejects)
+            bar.update(task, completed=self.bytes_read, rows=self.this_run)
+        self.state.rows_rejected = self.rejected
+
+    def _reject(self, rejects: BinaryIO, problems: Sequence[Problem], data: Any) -> None:
+        self.rejected += 1
+        self.problems += len(problems)
+        for field, message in problems:
+            line = {"row": self.row, "field": field, "message": message, "data": data}
+            rejects.write(json.dumps(line, ensure_ascii=False).encode() + b"\n")
+            if len(self.shown) < SHOWN_PROBLEMS:
+                self.shown.append(f"row {self.row}{f', field {field}' if field else ''}: {message}")
+
+    def _commit(self, written: int, committed: int, rejects: BinaryIO) -> None:
+        """After a batch's unit of work: the state file says how far the import got."""
+        rejects.flush()
+        state = self.state
+        state.rows_written += written
+        state.rows_committed += committed
+        state.rows_rejected, state.rejects_offset = self.rejected, rejects.tell()
+        temporary = self.state_path.with_name(self.state_path.name + ".tmp")
+        temporary.write_text(json.dumps(asdict(state), indent=2), encoding="utf-8")
+        temporary.replace(self.state_path)  # atomic: never a half-written state
+
+    def report(self) -> None:
+        state, seconds = self.state, time.monotonic() - self.started
+        for line in self.shown:
+            typer.echo(line)
+        if self.problems > len(self.shown):
+            typer.echo(f"... {self.problems - len(self.shown):,} more in {self.rejects_path}")
+        unwritten = state.rows_committed - state.rows_written
+        typer.echo(
+            f"imported {_rows(state.rows_written)} into {state.dataset} in {seconds:.1f} s "
+            f"({self.this_run / max(seconds, 1e-6):,.0f} rows/s); {state.rows_rejected:,} rejected"
+            + (f"; {_rows(unwritten)} not written (duplicate keys)" if unwritten > 0 else "")
+        )
+        if state.rows_rejected:
+            raise _fail(
+                f"{_rows(state.rows_rejected)} rejected (not imported): see {self.rejects_path}"
+            )

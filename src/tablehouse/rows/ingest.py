@@ -1,0 +1,172 @@
+"""Row ingest: stream the body, validate every row, write in batches, all or nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tablehouse.datasets.models import Schema
+from tablehouse.errors import InvalidInput, InvalidRows
+from tablehouse.rows.layout import Layout, Problems
+from tablehouse.rows.parsing import NotJson, body_format, csv_rows, json_rows, limited, ndjson_rows
+from tablehouse.rows.schemas import IngestReport, OnInvalid, RowProblem
+from tablehouse.rows.writer import OnConflict, Record, Writer
+
+Converted = tuple[Record | None, Problems]
+Run = tuple[int, list[Converted]]  # the index of the run's first row, and its rows
+
+
+@dataclass(frozen=True, slots=True)
+class IngestOptions:
+    on_conflict: OnConflict = "error"
+    on_invalid: OnInvalid = "error"
+    batch_rows: int = 5000
+    max_reported: int = 100
+    max_bytes: int = 1024**3
+
+
+async def converted_rows(
+    layout: Layout, chunks: AsyncIterator[bytes], content_type: str | None
+) -> AsyncIterator[Run]:
+    """The body's rows as records for the table (or the problems that stop them), in runs."""
+    kind = body_format(content_type)
+    if kind == "csv":
+        async for converted in _csv(layout, chunks):
+            yield converted
+        return
+    index = 0
+    source = json_rows(chunks) if kind == "json" else ndjson_rows(chunks)
+    async for run in source:
+        yield (
+            index,
+            [
+                (None, [(None, f"not valid JSON: {raw.reason}")])
+                if isinstance(raw, NotJson)
+                else layout.from_mapping(raw)
+                for raw in run
+            ],
+        )
+        index += len(run)
+
+
+async def _csv(layout: Layout, chunks: AsyncIterator[bytes]) -> AsyncIterator[Run]:
+    reader = None
+    index = 0
+    async for run in csv_rows(chunks):
+        if reader is None:
+            if not run:
+                continue
+            reader = layout.text_reader(run[0])
+            if reader.unknown:
+                raise InvalidInput(
+                    f"unknown fields in the header: {', '.join(reader.unknown)}; "
+                    f"the dataset has {', '.join(layout.names)}",
+                    loc=("body", "header"),
+                    code="unknown_field",
+                )
+            run = run[1:]
+        convert = reader.convert
+        yield index, [convert(cells) for cells in run]
+        index += len(run)
+
+
+async def ingest(
+    session: AsyncSession,
+    *,
+    schema: Schema,
+    chunks: AsyncIterator[bytes],
+    content_type: str | None,
+    options: IngestOptions,
+) -> IngestReport:
+    layout = Layout.of(schema)
+    writer = Writer(session, layout, options.on_conflict)
+    batch = _Batch(writer, options.batch_rows)
+    problems: list[RowProblem] = []
+    problem_count = received = 0
+    try:
+        body = limited(chunks, options.max_bytes)
+        async for first, run in converted_rows(layout, body, content_type):
+            received += len(run)
+            for index, (record, issues) in enumerate(run, start=first):
+                if issues:
+                    problem_count += 1
+                    problems += [RowProblem(row=index, field=f, message=m) for f, m in issues]
+                elif problem_count == 0 or options.on_invalid == "skip":
+                    assert record is not None
+                    batch.add(record, index)
+            if options.on_invalid == "error" and len(problems) >= options.max_reported:
+                break  # enough to tell the client; nothing will be written anyway
+            await batch.flush_full()
+        if problems and options.on_invalid == "error":
+            raise InvalidRows(_as_dicts(problems[: options.max_reported]), total=problem_count)
+        await batch.flush()
+    except BaseException:
+        await batch.abandon()
+        raise
+    return IngestReport(
+        inserted=batch.written,
+        received=received,
+        skipped=received - problem_count - batch.written if options.on_conflict == "skip" else 0,
+        rejected=problems[: options.max_reported] if options.on_invalid == "skip" else None,
+        rejected_count=problem_count,
+    )
+
+
+def _as_dicts(problems: list[RowProblem]) -> list[dict[str, Any]]:
+    return [problem.model_dump() for problem in problems]
+
+
+class _Batch:
+    """Collects records and writes them a batch at a time.
+
+    A batch is written in the background while the next part of the body is converted:
+    the database works on one batch while Python prepares the next. At most one write is
+    in flight, and it is always awaited before the next write, the end, or an error.
+    """
+
+    def __init__(self, writer: Writer, size: int) -> None:
+        self.writer = writer
+        self.size = size
+        self.records: list[Record] = []
+        self.rows: list[int] = []
+        self.written = 0
+        self._in_flight: asyncio.Task[int] | None = None
+
+    def add(self, record: Record, row: int) -> None:
+        self.records.append(record)
+        self.rows.append(row)
+
+    async def flush_full(self) -> None:
+        """Write whole batches of ``size``; keep the remainder for later."""
+        while len(self.records) >= self.size:
+            await self._write(self.records[: self.size], self.rows[: self.size])
+            self.records, self.rows = self.records[self.size :], self.rows[self.size :]
+
+    async def flush(self) -> None:
+        await self.flush_full()
+        if self.records:
+            await self._write(self.records, self.rows)
+            self.records, self.rows = [], []
+        await self.settle()
+
+    async def _write(self, records: list[Record], rows: list[int]) -> None:
+        await self.settle()
+        self._in_flight = asyncio.create_task(self.writer.write(records, rows))
+
+    async def settle(self) -> None:
+        """Wait for the write in flight, if any (its error, if any, is raised here)."""
+        if self._in_flight is not None:
+            task, self._in_flight = self._in_flight, None
+            self.written += await task
+
+    async def abandon(self) -> None:
+        """After a failure elsewhere: let the write in flight end before the rollback."""
+        if self._in_flight is not None:
+            task, self._in_flight = self._in_flight, None
+            with contextlib.suppress(Exception):
+                await task

@@ -1,0 +1,89 @@
+"""/schemas/{name}/rows: list rows, and read, change or delete one row by its key."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Path, Query, Request, status
+
+from tablehouse.api.dependencies import SessionDep
+from tablehouse.auth.dependencies import ReadAccess, WriteAccess
+from tablehouse.datasets import service as datasets
+from tablehouse.datasets.router import OwnerQuery
+from tablehouse.rows import reading, records
+from tablehouse.rows.reading import DEFAULT_LIMIT, MAX_LIMIT, CountMode, ReadRequest, RowPage
+
+router = APIRouter(prefix="/schemas", tags=["rows"])
+
+KEY_HELP = (
+    "The row's primary key. Several key fields: the values in field order joined by ',', "
+    "with ',' and '\\' inside a value written '\\,' and '\\\\'"
+)
+Key = Annotated[str, Path(description=KEY_HELP)]
+Order = Annotated[
+    str | None,
+    Query(description="field.asc|field.desc, comma-separated; the primary key ends every order"),
+]
+Select = Annotated[str | None, Query(description="Fields to return, comma-separated")]
+Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Rows per page")]
+Cursor = Annotated[str | None, Query(description="The 'next' of the previous page")]
+Count = Annotated[CountMode | None, Query(description="Also count the matching rows (all pages)")]
+
+
+@router.get(
+    "/{name}/rows",
+    summary="Rows: filter with ?field=op.value (eq neq lt lte gt gte like ilike in is)",
+)
+async def list_rows(
+    name: str,
+    request: Request,
+    caller: ReadAccess,
+    session: SessionDep,
+    order: Order = None,
+    select: Select = None,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
+    count: Count = None,
+    owner: OwnerQuery = None,
+) -> RowPage:
+    schema = await datasets.load(session, caller=caller, name=name, owner_id=owner, lock="share")
+    query = ReadRequest(
+        params=request.query_params.multi_items(),
+        order=order,
+        select=select,
+        limit=limit,
+        cursor=cursor,
+        count=count,
+    )
+    return await reading.list_rows(session, schema=schema, request=query)
+
+
+@router.get("/{name}/rows/{key:path}", summary="One row by its primary key")
+async def read_row(
+    name: str, key: Key, caller: ReadAccess, session: SessionDep, owner: OwnerQuery = None
+) -> dict[str, Any]:
+    schema = await datasets.load(session, caller=caller, name=name, owner_id=owner, lock="share")
+    return await records.get(session, schema=schema, key=key)
+
+
+@router.patch("/{name}/rows/{key:path}", summary="Change some fields of one row")
+async def update_row(
+    name: str,
+    key: Key,
+    changes: Annotated[dict[str, Any], Body(description="The fields to change and their values")],
+    caller: WriteAccess,
+    session: SessionDep,
+    owner: OwnerQuery = None,
+) -> dict[str, Any]:
+    schema = await datasets.load(session, caller=caller, name=name, owner_id=owner, lock="share")
+    return await records.patch(session, schema=schema, key=key, changes=changes)
+
+
+@router.delete(
+    "/{name}/rows/{key:path}", status_code=status.HTTP_204_NO_CONTENT, summary="Delete one row"
+)
+async def delete_row(
+    name: str, key: Key, caller: WriteAccess, session: SessionDep, owner: OwnerQuery = None
+) -> None:
+    schema = await datasets.load(session, caller=caller, name=name, owner_id=owner, lock="share")
+    await records.remove(session, schema=schema, key=key)
