@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import text
+from sqlalchemy import inspect, text
 
 from tablehouse.config import Settings
 from tablehouse.core.database import create_engine
@@ -289,3 +290,27 @@ async def test_others_cannot_load_rows(client: httpx.AsyncClient, headers: dict[
         )
     ).json()["key"]
     assert (await client.post(ROWS, json=_song(1), headers=bearer(read_key))).status_code == 403
+
+
+@pytest.mark.parametrize("drop_first", [False, True])
+async def test_dropping_a_dataset_while_rows_stream_in_stays_consistent(
+    client: httpx.AsyncClient, headers: dict[str, str], settings: Settings, drop_first: bool
+) -> None:
+    body = "id,title\n" + "".join(f"{n},Song {n}\n" for n in range(30_000))
+    load = client.post(ROWS, content=body, headers={**headers, "Content-Type": "text/csv"})
+    drop = client.delete(f"{SCHEMAS}/songs", headers=headers)
+    if drop_first:
+        dropped, loaded = await asyncio.gather(drop, load)
+    else:
+        loaded, dropped = await asyncio.gather(load, drop)
+    assert loaded.status_code in (201, 404), loaded.text
+    assert dropped.status_code == 204
+    engine = create_engine(settings)
+    try:
+        async with engine.connect() as connection:
+            tables = await connection.run_sync(lambda c: inspect(c).get_table_names())
+            catalog = (await connection.execute(text("SELECT count(*) FROM schemas"))).scalar()
+    finally:
+        await engine.dispose()
+    assert catalog == 0
+    assert not [name for name in tables if name.startswith("ds_")]
