@@ -10,13 +10,17 @@ import asyncio
 import os
 import shutil
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import asyncpg
 from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tablehouse.config import Settings, load_settings
 from tablehouse.core import migrations
+from tablehouse.core.database import create_engine
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -94,3 +98,14 @@ def migrated_postgres_template(data_dir: Path) -> str:
     name = create_postgres_database()
     migrations.upgrade(settings_for(postgres_url(name), data_dir))
     return name
+
+
+@asynccontextmanager
+async def connected(settings: Settings, *, begin: bool = False) -> AsyncIterator[AsyncConnection]:
+    """A connection to the test's database on a short-lived engine; ``begin`` commits at the end."""
+    engine = create_engine(settings)
+    try:
+        async with engine.begin() if begin else engine.connect() as connection:
+            yield connection
+    finally:
+        await engine.dispose()

@@ -13,6 +13,7 @@ from tablehouse.config import Settings
 from tablehouse.core.database import create_engine
 from tablehouse.datasets.models import Schema
 from tablehouse.rows.layout import Layout
+from tests.databases import connected
 
 SCHEMAS = "/api/v1/schemas"
 
@@ -39,19 +40,11 @@ async def insert_rows(settings: Settings, name: str, rows: Sequence[Mapping[str,
     """One executemany; a field a row leaves out gets its default, or null."""
     layout = await layout_of(settings, name)
     full = [{f.name: row.get(f.name, f.default) for f in layout.fields} for row in rows]
-    engine = create_engine(settings)
-    try:
-        async with engine.begin() as connection:
-            await connection.execute(insert(layout.table), full)
-    finally:
-        await engine.dispose()
+    async with connected(settings, begin=True) as connection:
+        await connection.execute(insert(layout.table), full)
 
 
 async def run_sql(settings: Settings, statement: str) -> None:
-    engine = create_engine(settings)
-    try:
-        async with engine.connect() as connection:
-            await connection.execute(text(statement))
-            await connection.commit()
-    finally:
-        await engine.dispose()
+    async with connected(settings) as connection:
+        await connection.execute(text(statement))
+        await connection.commit()

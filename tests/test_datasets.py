@@ -11,8 +11,8 @@ from sqlalchemy import inspect, text
 
 from tablehouse.config import Settings
 from tablehouse.core import migrations
-from tablehouse.core.database import create_engine
 from tests.accounts import bearer, login, promote_to_admin, signed_up
+from tests.databases import connected
 
 SCHEMAS = "/api/v1/schemas"
 SONGS: dict[str, Any] = {
@@ -40,43 +40,27 @@ async def headers(client: httpx.AsyncClient) -> dict[str, str]:
 
 
 async def _tables(settings: Settings) -> set[str]:
-    engine = create_engine(settings)
-    try:
-        async with engine.connect() as connection:
-            return set(await connection.run_sync(lambda c: inspect(c).get_table_names()))
-    finally:
-        await engine.dispose()
+    async with connected(settings) as connection:
+        return set(await connection.run_sync(lambda c: inspect(c).get_table_names()))
 
 
 async def _columns(settings: Settings, table: str) -> list[str]:
-    engine = create_engine(settings)
-    try:
-        async with engine.connect() as connection:
-            columns = await connection.run_sync(lambda c: inspect(c).get_columns(table))
-            return [column["name"] for column in columns]
-    finally:
-        await engine.dispose()
+    async with connected(settings) as connection:
+        columns = await connection.run_sync(lambda c: inspect(c).get_columns(table))
+        return [column["name"] for column in columns]
 
 
 async def _sql(settings: Settings, statement: str) -> None:
-    engine = create_engine(settings)
-    try:
-        async with engine.begin() as connection:
-            await connection.execute(text(statement))
-    finally:
-        await engine.dispose()
+    async with connected(settings, begin=True) as connection:
+        await connection.execute(text(statement))
 
 
 async def _table_of(settings: Settings, name: str) -> str:
-    engine = create_engine(settings)
-    try:
-        async with engine.connect() as connection:
-            result = await connection.execute(
-                text("SELECT table_name FROM schemas WHERE name = :n"), {"n": name}
-            )
-            return str(result.scalar_one())
-    finally:
-        await engine.dispose()
+    async with connected(settings) as connection:
+        result = await connection.execute(
+            text("SELECT table_name FROM schemas WHERE name = :n"), {"n": name}
+        )
+        return str(result.scalar_one())
 
 
 async def test_dataset_lifecycle(
@@ -295,12 +279,8 @@ async def test_required_field_cannot_be_added_to_a_table_with_rows(
         headers=headers,
     )
     assert with_default.status_code == 200, with_default.text
-    engine = create_engine(settings)
-    try:
-        async with engine.connect() as connection:
-            genre = (await connection.execute(text(f"SELECT genre, plays FROM {table}"))).one()
-    finally:
-        await engine.dispose()
+    async with connected(settings) as connection:
+        genre = (await connection.execute(text(f"SELECT genre, plays FROM {table}"))).one()
     assert tuple(genre) == ("pop", 3)
 
 

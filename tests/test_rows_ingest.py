@@ -12,9 +12,9 @@ import pytest
 from sqlalchemy import inspect, text
 
 from tablehouse.config import Settings
-from tablehouse.core.database import create_engine
 from tests import databases
 from tests.accounts import bearer, signed_up
+from tests.databases import connected
 
 SCHEMAS = "/api/v1/schemas"
 ROWS = f"{SCHEMAS}/songs/rows"
@@ -50,16 +50,12 @@ async def headers(client: httpx.AsyncClient) -> dict[str, str]:
 
 
 async def _rows(settings: Settings, order: str = "id") -> list[dict[str, Any]]:
-    engine = create_engine(settings)
-    try:
-        async with engine.connect() as connection:
-            table = (
-                await connection.execute(text("SELECT table_name FROM schemas WHERE name='songs'"))
-            ).scalar_one()
-            result = await connection.execute(text(f'SELECT * FROM {table} ORDER BY "{order}"'))
-            return [dict(row._mapping) for row in result]
-    finally:
-        await engine.dispose()
+    async with connected(settings) as connection:
+        table = (
+            await connection.execute(text("SELECT table_name FROM schemas WHERE name='songs'"))
+        ).scalar_one()
+        result = await connection.execute(text(f'SELECT * FROM {table} ORDER BY "{order}"'))
+        return [dict(row._mapping) for row in result]
 
 
 def _song(n: int, **extra: Any) -> dict[str, Any]:
@@ -305,12 +301,8 @@ async def test_dropping_a_dataset_while_rows_stream_in_stays_consistent(
         loaded, dropped = await asyncio.gather(load, drop)
     assert loaded.status_code in (201, 404), loaded.text
     assert dropped.status_code == 204
-    engine = create_engine(settings)
-    try:
-        async with engine.connect() as connection:
-            tables = await connection.run_sync(lambda c: inspect(c).get_table_names())
-            catalog = (await connection.execute(text("SELECT count(*) FROM schemas"))).scalar()
-    finally:
-        await engine.dispose()
+    async with connected(settings) as connection:
+        tables = await connection.run_sync(lambda c: inspect(c).get_table_names())
+        catalog = (await connection.execute(text("SELECT count(*) FROM schemas"))).scalar()
     assert catalog == 0
     assert not [name for name in tables if name.startswith("ds_")]
