@@ -66,8 +66,11 @@ async def _start(settings: Settings, engine: AsyncEngine) -> Runtime:
         raise
     log.info("app.started", environment=settings.environment, version=__version__)
     # Everything loaded so far lives as long as the process: move it out of the collector's
-    # way, or each full collection during a large ingest rescans the whole framework.
-    gc.freeze()
+    # way, or each full collection during a large ingest rescans the whole framework. Once
+    # per process (tests start many apps), and after a collection so no garbage is kept.
+    if gc.get_freeze_count() == 0:
+        gc.collect()
+        gc.freeze()
     return Runtime(
         settings=settings,
         engine=engine,
