@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 import orjson
 from asyncpg.exceptions import UniqueViolationError
-from sqlalchemy import Table, insert, select, text, tuple_
+from sqlalchemy import MetaData, Table, insert, select, text, tuple_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -33,7 +33,7 @@ class Writer:
         self.on_conflict = on_conflict
         self.table: Table = layout.table
         self.key_positions = [layout.names.index(name) for name in layout.key]
-        self._staging: str | None = None
+        self._staging: Table | None = None
         self._json_positions = [i for i, f in enumerate(layout.fields) if f.type == "json"]
         self.backend = session.get_bind().dialect.name
 
@@ -136,22 +136,24 @@ class Writer:
             await self._copy(self.table.name, records)
             return len(records)
         staging = await self._staging_table()
-        await self._copy(staging, records)
-        source = select(*(text(f'"{n}"') for n in self.layout.names)).select_from(text(staging))
+        await self._copy(staging.name, records)
+        source = select(*staging.c)
         statement = self._on_conflict(pg_insert(self.table).from_select(self.layout.names, source))
         result = await self.session.execute(statement)
-        await self.session.execute(text(f"TRUNCATE {staging}"))
+        await self.session.execute(text(f"TRUNCATE {staging.name}"))
         return int(getattr(result, "rowcount", 0))
 
-    async def _staging_table(self) -> str:
+    async def _staging_table(self) -> Table:
+        """A temporary copy of the table for this transaction; its name is ours, not a user's."""
         if self._staging is None:
-            self._staging = f"staging_{uuid.uuid4().hex}"
+            name = f"staging_{uuid.uuid4().hex}"
             await self.session.execute(
                 text(
-                    f"CREATE TEMPORARY TABLE {self._staging} "
+                    f"CREATE TEMPORARY TABLE {name} "
                     f"(LIKE {self.table.name} INCLUDING DEFAULTS) ON COMMIT DROP"
                 )
             )
+            self._staging = self.table.to_metadata(MetaData(), name=name)
         return self._staging
 
     async def _copy(self, table_name: str, records: Sequence[Record]) -> None:
