@@ -138,3 +138,44 @@ def _json_records(output: str) -> list[dict[str, object]]:
         if line.startswith("{"):
             records.append(orjson.loads(line))
     return records
+
+
+def test_a_served_ingest_over_the_limit_is_413_whether_or_not_the_size_is_declared(
+    tmp_path: Path,
+) -> None:
+    """Real HTTP: the client gets the 413 (not a reset connection) and nothing is written."""
+    env = {
+        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'limit.db'}",
+        "DATA_DIR": str(tmp_path),
+        "MAX_INGEST_BYTES": str(1024 * 1024),
+    }
+    assert run_tablehouse("db", "init", env=env).returncode == 0
+    body = ("id,title\n" + "".join(f"{n},{'x' * 40}\n" for n in range(75_000))).encode()
+    with (
+        running_server(env, tmp_path / "server.log") as server,
+        httpx.Client(base_url=server.base_url, timeout=60) as client,
+    ):
+        account = {"email": "big@example.com", "password": "long enough password"}
+        client.post("/api/v1/auth/register", json=account)
+        token = client.post("/api/v1/auth/login", json=account).json()["access_token"]
+        client.headers["Authorization"] = f"Bearer {token}"
+        dataset = {
+            "name": "t",
+            "fields": [
+                {"name": "id", "type": "integer", "primary_key": True},
+                {"name": "title", "type": "string"},
+            ],
+        }
+        assert client.post("/api/v1/schemas", json=dataset).status_code == 201
+        csv = {"Content-Type": "text/csv"}
+        declared = client.post("/api/v1/schemas/t/rows", content=body, headers=csv)
+        chunked = client.post(
+            "/api/v1/schemas/t/rows",
+            content=(body[i : i + 65536] for i in range(0, len(body), 65536)),
+            headers=csv,
+        )
+        rows = client.get("/api/v1/schemas/t").json()["row_count"]
+    assert declared.status_code == 413
+    assert chunked.status_code == 413
+    assert chunked.json()["code"] == "payload_too_large"
+    assert rows == 0
