@@ -75,6 +75,7 @@ async def _start(settings: Settings, engine: AsyncEngine) -> Runtime:
         settings=settings,
         engine=engine,
         session_factory=create_session_factory(engine),
+        read_session_factory=create_session_factory(engine, reads_only=True),
         tokens=tokens,
         passwords=Passwords(settings),
         mailer=create_mailer(settings),

@@ -19,11 +19,29 @@ def get_runtime(request: Request) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-async def get_session(runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
-    async with uow(runtime.session_factory) as session:
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def is_read(request: Request) -> bool:
+    """GET, HEAD and OPTIONS change nothing (bookkeeping such as "last used" waits)."""
+    return request.method in SAFE_METHODS
+
+
+async def get_session(request: Request, runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
+    factory = runtime.read_session_factory if is_read(request) else runtime.session_factory
+    async with uow(factory) as session:
         yield session
 
 
 # scope="function": the unit of work ends when the handler returns, before the response is
 # sent, so a failed commit becomes an error response instead of a 2xx for lost data.
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+
+
+async def get_write_session(runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
+    async with uow(runtime.session_factory) as session:
+        yield session
+
+
+# For the rare GET that changes something (a link in a mail): a unit of work that writes.
+WriteSessionDep = Annotated[AsyncSession, Depends(get_write_session, scope="function")]

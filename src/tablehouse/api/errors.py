@@ -8,6 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tablehouse.errors import TablehouseError
@@ -46,8 +47,24 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    """SQLite's single writer is busy past the busy timeout: a retryable 503, not a bug."""
+    assert isinstance(exc, OperationalError)
+    if "database is locked" not in str(exc.orig):
+        raise exc
+    return JSONResponse(
+        {
+            "detail": "the database is busy with another write; retry shortly",
+            "code": "database_busy",
+        },
+        status_code=503,
+        headers={"Retry-After": "1"},
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(TablehouseError, _domain_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(OperationalError, _database_error)
     # Unexpected exceptions are answered by RequestContextMiddleware, which wraps the commit.

@@ -18,6 +18,7 @@ class Runtime:
     settings: Settings
     engine: AsyncEngine
     session_factory: SessionFactory
+    read_session_factory: SessionFactory
     tokens: TokenCodec
     passwords: Passwords
     mailer: Mailer

@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 
-from tablehouse.api.dependencies import RuntimeDep, SessionDep
+from tablehouse.api.dependencies import RuntimeDep, SessionDep, is_read
 from tablehouse.auth import principal
 from tablehouse.auth.models import Scope
 from tablehouse.auth.principal import Principal
@@ -49,6 +49,7 @@ ClientDep = Annotated[Client, Depends(get_client)]
 
 
 async def current_principal(
+    request: Request,
     session: SessionDep,
     runtime: RuntimeDep,
     now: Now,
@@ -62,6 +63,7 @@ async def current_principal(
         token=token,
         idle_timeout=timedelta(minutes=runtime.settings.session_idle_timeout_minutes),
         now=now,
+        record_use=not is_read(request),
     )
 
 

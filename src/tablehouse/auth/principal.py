@@ -37,7 +37,13 @@ class Principal:
 
 
 async def from_access_token(
-    session: AsyncSession, *, codec: TokenCodec, token: str, idle_timeout: timedelta, now: datetime
+    session: AsyncSession,
+    *,
+    codec: TokenCodec,
+    token: str,
+    idle_timeout: timedelta,
+    now: datetime,
+    record_use: bool = True,
 ) -> Principal:
     claims = codec.decode(token)
     login = await repository.session_with_user(session, claims.session_id)
@@ -48,7 +54,7 @@ async def from_access_token(
     ):
         raise NotAuthenticated("this access token is no longer valid", code="invalid_token")
     ensure_session_usable(login, now)
-    if now - login.last_used_at >= TOUCH_INTERVAL:
+    if record_use and now - login.last_used_at >= TOUCH_INTERVAL:
         await repository.touch_session(
             session, login.id, now=now, idle_expires_at=now + idle_timeout
         )
@@ -64,7 +70,9 @@ def ensure_session_usable(login: AuthSession, now: datetime) -> None:
         raise Forbidden("this account is deactivated", code="account_inactive")
 
 
-async def from_api_key(session: AsyncSession, *, key: str, now: datetime) -> Principal:
+async def from_api_key(
+    session: AsyncSession, *, key: str, now: datetime, record_use: bool = True
+) -> Principal:
     invalid = NotAuthenticated("invalid API key", code="invalid_api_key")
     prefix, _, secret = key.removeprefix(API_KEY_MARKER).partition("_")
     if not prefix or not secret:
@@ -78,7 +86,9 @@ async def from_api_key(session: AsyncSession, *, key: str, now: datetime) -> Pri
         raise NotAuthenticated("this API key has expired", code="api_key_expired")
     if not api_key.user.is_active:
         raise Forbidden("this account is deactivated", code="account_inactive")
-    if api_key.last_used_at is None or now - api_key.last_used_at >= TOUCH_INTERVAL:
+    if record_use and (
+        api_key.last_used_at is None or now - api_key.last_used_at >= TOUCH_INTERVAL
+    ):
         api_key.last_used_at = now
     return Principal(
         user=api_key.user,
@@ -89,10 +99,24 @@ async def from_api_key(session: AsyncSession, *, key: str, now: datetime) -> Pri
 
 
 async def authenticate(
-    session: AsyncSession, *, codec: TokenCodec, token: str, idle_timeout: timedelta, now: datetime
+    session: AsyncSession,
+    *,
+    codec: TokenCodec,
+    token: str,
+    idle_timeout: timedelta,
+    now: datetime,
+    record_use: bool = True,
 ) -> Principal:
+    """Who sent ``token``. ``record_use`` writes "last used" (at most once a minute); read
+    requests skip it so they never wait for a writer. Sessions stay alive through their
+    refreshes, which always record use."""
     if token.startswith(API_KEY_MARKER):
-        return await from_api_key(session, key=token, now=now)
+        return await from_api_key(session, key=token, now=now, record_use=record_use)
     return await from_access_token(
-        session, codec=codec, token=token, idle_timeout=idle_timeout, now=now
+        session,
+        codec=codec,
+        token=token,
+        idle_timeout=idle_timeout,
+        now=now,
+        record_use=record_use,
     )

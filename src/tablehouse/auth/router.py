@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, BackgroundTasks, Depends, Query, status
 from fastapi.security import OAuth2PasswordRequestForm
 
-from tablehouse.api.dependencies import RuntimeDep, SessionDep
+from tablehouse.api.dependencies import RuntimeDep, SessionDep, WriteSessionDep
 from tablehouse.auth import accounts, api_keys, sessions
 from tablehouse.auth.dependencies import ClientDep, CurrentUser, IssuerDep, Now
 from tablehouse.auth.mail import send_later
@@ -143,7 +143,7 @@ async def confirm_verification(body: TokenConfirm, session: SessionDep, now: Now
 
 @router.get("/verify/confirm", summary="The same, for the link in the verification mail")
 async def confirm_verification_link(
-    token: Annotated[str, Query(min_length=1, max_length=200)], session: SessionDep, now: Now
+    token: Annotated[str, Query(min_length=1, max_length=200)], session: WriteSessionDep, now: Now
 ) -> UserRead:
     user = await accounts.confirm_verification(session, token=token, now=now)
     return UserRead.model_validate(user)

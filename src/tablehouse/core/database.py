@@ -25,6 +25,8 @@ from tablehouse.errors import DatabaseUnavailable, TablehouseError
 log = structlog.get_logger(__name__)
 
 SessionFactory = async_sessionmaker[AsyncSession]
+# Execution option marking connections that only read (see _apply_sqlite_pragmas).
+READS_ONLY = "tablehouse_reads_only"
 
 
 def database_url(settings: Settings) -> URL:
@@ -96,13 +98,19 @@ def _apply_sqlite_pragmas(engine: AsyncEngine, busy_timeout_ms: int) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
-        # IMMEDIATE takes the write lock up front, so concurrent units of work queue on
-        # the busy timeout instead of failing; SQLite has one writer at a time anyway.
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # Readers take a WAL snapshot and never wait. A unit of work that may write takes
+        # the write lock up front (IMMEDIATE), so concurrent writers queue on the busy
+        # timeout instead of failing; SQLite has one writer at a time anyway.
+        if connection.get_execution_options().get(READS_ONLY):
+            connection.exec_driver_sql("BEGIN")
+        else:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def create_session_factory(engine: AsyncEngine) -> SessionFactory:
-    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+def create_session_factory(engine: AsyncEngine, *, reads_only: bool = False) -> SessionFactory:
+    """Sessions for units of work; ``reads_only`` ones never wait for SQLite's write lock."""
+    bind = engine.execution_options(**{READS_ONLY: True}) if reads_only else engine
+    return async_sessionmaker(bind, expire_on_commit=False, autoflush=False)
 
 
 _VERSION_QUERY = {
@@ -113,7 +121,7 @@ _VERSION_QUERY = {
 
 async def server_version(engine: AsyncEngine) -> str:
     """Ask the database for its version; this is also the cheapest proof that it answers."""
-    async with engine.connect() as connection:
+    async with engine.execution_options(**{READS_ONLY: True}).connect() as connection:
         result = await connection.execute(text(_VERSION_QUERY[backend_name(engine)]))
         return str(result.scalar_one())
 
