@@ -75,3 +75,9 @@ def test_unknown_owner_and_unknown_dataset(env: dict[str, str]) -> None:
     missing = run_tablehouse("schemas", "show", "nope", "--owner", "o@example.com", env=env)
     assert missing.returncode == 1
     assert "no dataset named 'nope'" in missing.stderr
+
+
+def test_error_messages_show_user_text_literally(env: dict[str, str]) -> None:
+    missing = run_tablehouse("schemas", "show", "[red]x[/red]", "--owner", "o@example.com", env=env)
+    assert missing.returncode == 1
+    assert "no dataset named '[red]x[/red]'" in missing.stderr

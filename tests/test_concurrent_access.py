@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from pathlib import Path
 
@@ -54,4 +53,3 @@ async def test_reads_are_not_blocked_by_a_long_write_and_writes_get_503_not_500(
         assert create.headers["Retry-After"] == "1"
     else:
         assert create.status_code == 201
-    await asyncio.sleep(0)

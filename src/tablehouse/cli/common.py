@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from tablehouse.config import Settings, load_settings
 from tablehouse.core.logging import configure_logging
@@ -24,7 +25,8 @@ EXIT_BAD_CONFIGURATION = 2
 
 
 def fail(message: str, code: int = EXIT_FAILURE) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {message}", markup=True)
+    # Messages quote user input (file names, values): never read them as rich markup.
+    err_console.print(f"[bold red]error:[/] {escape(message)}", markup=True)
     return typer.Exit(code)
 
 

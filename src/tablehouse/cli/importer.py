@@ -15,10 +15,9 @@ from typing import TYPE_CHECKING, Annotated, Any, BinaryIO, Literal
 import typer
 from rich import progress
 from rich.console import Console
-from rich.markup import escape
 from rich.text import Text
 
-from tablehouse.cli.common import EXIT_BAD_CONFIGURATION, EXIT_FAILURE, fail, settings_or_exit
+from tablehouse.cli.common import EXIT_BAD_CONFIGURATION, fail, settings_or_exit
 from tablehouse.errors import TablehouseError
 
 if TYPE_CHECKING:
@@ -60,10 +59,6 @@ class _RowsColumn(progress.ProgressColumn):
         return Text(f"{rows:,} rows  {rate} rows/s", style="progress.data.speed")
 
 
-def _fail(message: str, code: int = EXIT_FAILURE) -> typer.Exit:
-    return fail(escape(message), code)
-
-
 def _rows(count: int) -> str:
     return f"{count:,} row" if count == 1 else f"{count:,} rows"
 
@@ -84,7 +79,7 @@ def import_rows(
     (rows are numbered from 1, after the CSV header)."""
     kind = file_format or EXTENSIONS.get(file.suffix.lower())
     if kind is None:
-        raise _fail(
+        raise fail(
             f"cannot tell the format of {file} from its extension: pass --format csv or ndjson",
             EXIT_BAD_CONFIGURATION,
         )
@@ -93,7 +88,7 @@ def import_rows(
     if resume:
         job.load_state()
     elif job.state_path.exists():
-        raise _fail(
+        raise fail(
             f"{job.state_path} exists: an earlier import of this file stopped part way; "
             "add --resume to continue it, or delete the file to start over"
         )
@@ -101,9 +96,9 @@ def import_rows(
     try:
         asyncio.run(job.run(settings, batch_size, on_conflict))
     except TablehouseError as exc:
-        raise _fail(exc.message + job.resume_hint("fix the cause and run")) from None
+        raise fail(exc.message + job.resume_hint("fix the cause and run")) from None
     except KeyboardInterrupt:
-        raise _fail("interrupted" + job.resume_hint("run"), 130) from None
+        raise fail("interrupted" + job.resume_hint("run"), 130) from None
     job.report()
 
 
@@ -119,13 +114,13 @@ class _Import:
 
     def load_state(self) -> None:
         if not self.state_path.exists():
-            raise _fail(f"nothing to resume: {self.state_path} does not exist")
+            raise fail(f"nothing to resume: {self.state_path} does not exist")
         try:
             saved = ImportState(**json.loads(self.state_path.read_text(encoding="utf-8")))
         except (ValueError, TypeError) as exc:
-            raise _fail(f"{self.state_path} is not an import state ({exc})") from None
+            raise fail(f"{self.state_path} is not an import state ({exc})") from None
         if not saved.same_import(self.state):
-            raise _fail(
+            raise fail(
                 f"{self.state_path} belongs to another import (dataset {saved.dataset}, owner "
                 f"{saved.owner}, or the file changed since); delete it to start over"
             )
@@ -293,6 +288,6 @@ class _Import:
             + (f"; {_rows(unwritten)} not written (duplicate keys)" if unwritten > 0 else "")
         )
         if state.rows_rejected:
-            raise _fail(
+            raise fail(
                 f"{_rows(state.rows_rejected)} rejected (not imported): see {self.rejects_path}"
             )
