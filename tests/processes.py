@@ -38,17 +38,35 @@ def _empty_directory() -> str:
 
 
 def run_tablehouse(
-    *args: str, env: Mapping[str, str], timeout: float = 60
+    *args: str, env: Mapping[str, str], timeout: float = 60, stdin: str | None = None
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         tablehouse_command(*args),
         env=process_env(env),
         cwd=_empty_directory(),
+        input=stdin,
         capture_output=True,
         text=True,
         timeout=timeout,
         check=False,
     )
+
+
+def initialised_database(folder: Path, *, owner: str) -> dict[str, str]:
+    """Settings for a fresh, migrated SQLite file in ``folder`` with one user, ``owner``."""
+    env = {"DATABASE_URL": f"sqlite+aiosqlite:///{folder / 'cli.db'}", "DATA_DIR": str(folder)}
+    assert run_tablehouse("db", "init", env=env).returncode == 0
+    created = run_tablehouse(
+        "users",
+        "create",
+        "--email",
+        owner,
+        "--password-stdin",
+        env=env,
+        stdin="long enough password\n",
+    )
+    assert created.returncode == 0, created.stderr
+    return env
 
 
 @dataclass

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.processes import process_env, run_tablehouse, tablehouse_command
+from tests.processes import initialised_database, run_tablehouse
 
 pytestmark = pytest.mark.slow
 
@@ -19,17 +19,7 @@ OWNER = "o@example.com"
 
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
-    env = {"DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}", "DATA_DIR": str(tmp_path)}
-    assert run_tablehouse("db", "init", env=env).returncode == 0
-    created = subprocess.run(
-        tablehouse_command("users", "create", "--email", OWNER, "--password-stdin"),
-        input="long enough password\n",
-        env=process_env(env),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert created.returncode == 0, created.stderr
+    env = initialised_database(tmp_path, owner=OWNER)
     definition = tmp_path / "items.json"
     definition.write_text(
         json.dumps(

@@ -3,30 +3,18 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.processes import process_env, run_tablehouse, tablehouse_command
+from tests.processes import initialised_database, run_tablehouse
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
-    env = {"DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}", "DATA_DIR": str(tmp_path)}
-    assert run_tablehouse("db", "init", env=env).returncode == 0
-    created = subprocess.run(
-        tablehouse_command("users", "create", "--email", "o@example.com", "--password-stdin"),
-        input="long enough password\n",
-        env=process_env(env),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert created.returncode == 0, created.stderr
-    return env
+    return initialised_database(tmp_path, owner="o@example.com")
 
 
 def test_create_list_show(env: dict[str, str], tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ import pytest
 from tablehouse.app import create_app
 from tests.accounts import bearer, login
 from tests.databases import settings_for
-from tests.processes import process_env, tablehouse_command
+from tests.processes import run_tablehouse
 
 pytestmark = pytest.mark.slow
 
@@ -22,16 +22,8 @@ PASSWORD = "a long enough secret"
 def tablehouse(
     *args: str, env: Mapping[str, str], stdin: str | None = None
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        tablehouse_command(*args),
-        env=process_env({"COLUMNS": "200", **env}),
-        cwd=env["DATA_DIR"],  # holds no .env file
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    # A wide terminal, so `users list` does not cut emails short.
+    return run_tablehouse(*args, env={"COLUMNS": "200", **env}, stdin=stdin)
 
 
 def create_user(
