@@ -15,13 +15,21 @@ from tablehouse.api.errors import install_error_handlers
 from tablehouse.api.middleware import RequestContextMiddleware, StartupFailureMiddleware
 from tablehouse.api.runtime import Runtime
 from tablehouse.config import Settings, load_settings
-from tablehouse.core.database import create_engine, create_session_factory, wait_for_database
+from tablehouse.core.database import (
+    create_engine,
+    create_query_engine,
+    create_session_factory,
+    wait_for_database,
+)
+from tablehouse.core.events import LoggingEventSink
+from tablehouse.core.limits import ConcurrencyLimit
 from tablehouse.core.logging import configure_logging
 from tablehouse.core.mailer import create_mailer
 from tablehouse.core.passwords import Passwords
 from tablehouse.core.security import jwt_signing_secret
 from tablehouse.core.tokens import TokenCodec
 from tablehouse.errors import TablehouseError
+from tablehouse.query.privileges import check_query_role
 from tablehouse.routes import include_routers
 
 log = structlog.get_logger(__name__)
@@ -31,11 +39,13 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(settings)
+        query_engine = create_query_engine(settings)
         try:
-            app.state.runtime = await _start(settings, engine)
+            app.state.runtime = await _start(settings, engine, query_engine)
             yield
             log.info("app.stopping")
         finally:
+            await query_engine.dispose()
             await engine.dispose()
 
     app = FastAPI(
@@ -51,11 +61,18 @@ def create_app(settings: Settings) -> FastAPI:
     return app
 
 
-async def _start(settings: Settings, engine: AsyncEngine) -> Runtime:
+async def _start(settings: Settings, engine: AsyncEngine, query_engine: AsyncEngine) -> Runtime:
     try:
         await wait_for_database(
             engine, attempts=settings.db_startup_attempts, delay=settings.db_startup_retry_delay
         )
+        if settings.database_read_url:
+            await wait_for_database(
+                query_engine,
+                attempts=settings.db_startup_attempts,
+                delay=settings.db_startup_retry_delay,
+            )
+        await check_query_role(query_engine, settings.query_database_role)
         secret = jwt_signing_secret(settings) if settings.jwt_algorithm.startswith("HS") else None
         tokens = TokenCodec(settings, secret)
     except TablehouseError as exc:  # an expected failure: say what, not where
@@ -79,6 +96,13 @@ async def _start(settings: Settings, engine: AsyncEngine) -> Runtime:
         tokens=tokens,
         passwords=Passwords(settings),
         mailer=create_mailer(settings),
+        query_engine=query_engine,
+        query_slots=ConcurrencyLimit(
+            settings.query_max_concurrent_per_user,
+            what="queries per user",
+            code="too_many_concurrent_queries",
+        ),
+        events=LoggingEventSink(),
     )
 
 

@@ -78,6 +78,19 @@ class Settings(BaseSettings):
     db_startup_retry_delay: Annotated[float, _env("DB_STARTUP_RETRY_DELAY", ge=0, le=300)] = 2.0
     sqlite_busy_timeout_ms: Annotated[int, _env("SQLITE_BUSY_TIMEOUT_MS", ge=0)] = 5000
 
+    # Empty means "the same database as DATABASE_URL".
+    database_read_url: Annotated[str, _env("DATABASE_READ_URL")] = ""
+
+    query_timeout_ms: Annotated[int, _env("QUERY_TIMEOUT_MS", ge=1, le=3_600_000)] = 5000
+    query_max_rows: Annotated[int, _env("QUERY_MAX_ROWS", ge=1, le=10_000_000)] = 10_000
+    query_max_result_bytes: Annotated[int, _env("QUERY_MAX_RESULT_BYTES", ge=1024)] = 32 * 1024**2
+    query_max_concurrent_per_user: Annotated[
+        int, _env("QUERY_MAX_CONCURRENT_PER_USER", ge=1, le=10_000)
+    ] = 4
+    query_database_role: Annotated[
+        str, _env("QUERY_DATABASE_ROLE", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    ] = "tablehouse_query"
+
     analytics_url: Annotated[str, _env("ANALYTICS_URL")] = ""
 
     jwt_secret: Annotated[SecretStr | None, _env("JWT_SECRET")] = None
@@ -130,7 +143,7 @@ class Settings(BaseSettings):
     log_level: Annotated[LogLevel, _upper, _env("LOG_LEVEL")] = "INFO"
     log_format: Annotated[LogFormat, _env("LOG_FORMAT")] = "auto"
 
-    @field_validator("database_url")
+    @field_validator("database_url", "database_read_url")
     @classmethod
     def _database_url_is_supported(cls, value: str) -> str:
         if not value:
@@ -169,6 +182,14 @@ class Settings(BaseSettings):
             self.database_url = f"sqlite+aiosqlite:///{self.data_dir / 'tablehouse.db'}"
         if not self.analytics_url:
             self.analytics_url = f"chdb:///{self.data_dir / 'analytics'}"
+        return self
+
+    @model_validator(mode="after")
+    def _read_replica_is_the_same_kind(self) -> Settings:
+        if self.database_read_url and (
+            self.database_read_url.split(":", 1)[0] != self.database_url.split(":", 1)[0]
+        ):
+            raise ValueError("DATABASE_READ_URL must use the same kind of database as DATABASE_URL")
         return self
 
     @model_validator(mode="after")

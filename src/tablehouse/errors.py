@@ -33,6 +33,11 @@ class TablehouseError(Exception):
         """The ``detail`` of the response body: the message, or a list for validation errors."""
         return self.message
 
+    @property
+    def extra(self) -> Mapping[str, object]:
+        """More members of the response body beside ``detail`` and ``code``."""
+        return {}
+
 
 class SettingsError(TablehouseError):
     """Configuration is missing or malformed; the process cannot start."""
@@ -46,6 +51,30 @@ class BadRequest(TablehouseError):
 
 
 Location = tuple[str | int, ...]
+
+
+class QueryRefused(BadRequest):
+    """A SQL statement that may not run, with where in the text the problem is (1-based)."""
+
+    code = "query_refused"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        line: int | None = None,
+        column: int | None = None,
+    ) -> None:
+        super().__init__(message, code=code)
+        self.line = line
+        self.column = column
+
+    @property
+    def extra(self) -> Mapping[str, object]:
+        if self.line is None:
+            return {}
+        return {"position": {"line": self.line, "column": self.column}}
 
 
 class InvalidInput(TablehouseError):

@@ -12,6 +12,7 @@ from tablehouse.auth.router import router as auth_router
 from tablehouse.auth.users_router import router as users_router
 from tablehouse.datasets.router import router as datasets_router
 from tablehouse.health.router import router as health_router
+from tablehouse.query.router import router as query_router
 from tablehouse.rows.read_router import router as rows_read_router
 from tablehouse.rows.router import router as rows_router
 
@@ -26,4 +27,5 @@ def include_routers(app: FastAPI) -> None:
     api.include_router(datasets_router)
     api.include_router(rows_read_router)
     api.include_router(rows_router)
+    api.include_router(query_router)
     app.include_router(api)

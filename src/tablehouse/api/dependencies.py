@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Annotated, cast
+from collections.abc import AsyncIterator, Callable
+from typing import Annotated, Any, TypeVar, cast
 
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -20,11 +20,23 @@ RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_READS_ONLY = "__tablehouse_reads_only__"
+Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
+
+
+def reads_only(endpoint: Endpoint) -> Endpoint:
+    """Mark an endpoint that changes nothing although its method is not GET (a query
+    sent with POST for its body): it gets a read unit of work, like a GET."""
+    setattr(endpoint, _READS_ONLY, True)
+    return endpoint
 
 
 def is_read(request: Request) -> bool:
-    """GET, HEAD and OPTIONS change nothing (bookkeeping such as "last used" waits)."""
-    return request.method in SAFE_METHODS
+    """GET, HEAD, OPTIONS and ``reads_only`` endpoints change nothing (bookkeeping such as
+    "last used" waits)."""
+    return request.method in SAFE_METHODS or getattr(
+        request.scope.get("endpoint"), _READS_ONLY, False
+    )
 
 
 async def get_session(request: Request, runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:

@@ -24,7 +24,7 @@ def _code_for_status(status_code: int) -> str:
 async def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, TablehouseError)
     return JSONResponse(
-        {"detail": exc.detail, "code": exc.code},
+        {"detail": exc.detail, "code": exc.code, **exc.extra},
         status_code=exc.status_code,
         headers=dict(exc.headers),
     )

@@ -8,6 +8,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tablehouse.config import Settings
 from tablehouse.core.database import SessionFactory
+from tablehouse.core.events import EventSink
+from tablehouse.core.limits import ConcurrencyLimit
 from tablehouse.core.mailer import Mailer
 from tablehouse.core.passwords import Passwords
 from tablehouse.core.tokens import TokenCodec
@@ -22,3 +24,7 @@ class Runtime:
     tokens: TokenCodec
     passwords: Passwords
     mailer: Mailer
+    # Users' SQL runs on its own engine (a read replica when DATABASE_READ_URL is set).
+    query_engine: AsyncEngine
+    query_slots: ConcurrencyLimit
+    events: EventSink

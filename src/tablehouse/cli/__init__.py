@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from tablehouse.cli import db, importer, schemas, serve, users
+from tablehouse.cli import db, importer, query, schemas, serve, users
 
 app = typer.Typer(
     name="tablehouse",
@@ -14,6 +14,7 @@ app = typer.Typer(
 )
 app.command("serve")(serve.serve)
 app.command("import")(importer.import_rows)
+app.command("query")(query.query)
 app.add_typer(db.app, name="db")
 app.add_typer(users.app, name="users")
 app.add_typer(schemas.app, name="schemas")

@@ -111,7 +111,11 @@ def create(
     async def work(session: AsyncSession) -> str:
         caller = await _as_owner(session, owner)
         schema = await service.create(
-            session, owner_id=caller.user.id, spec=spec, max_fields=settings.max_schema_fields
+            session,
+            owner_id=caller.user.id,
+            spec=spec,
+            max_fields=settings.max_schema_fields,
+            query_role=settings.query_database_role,
         )
         return f"created dataset {schema.name} ({len(schema.fields)} fields)"
 

@@ -29,13 +29,14 @@ SessionFactory = async_sessionmaker[AsyncSession]
 READS_ONLY = "tablehouse_reads_only"
 
 
-def database_url(settings: Settings) -> URL:
+def database_url(settings: Settings, *, for_queries: bool = False) -> URL:
     """The one place a database URL is built: the app, Alembic and the CLI all call this.
 
-    A relative SQLite path is resolved against the working directory and its folder created,
-    so the same file is used whatever directory a later command runs from.
+    ``for_queries`` gives the database that runs users' SQL: ``DATABASE_READ_URL`` (a read
+    replica) when set. A relative SQLite path is resolved against the working directory and
+    its folder created, so the same file is used whatever directory a later command runs from.
     """
-    url = make_url(settings.database_url)
+    url = make_url((for_queries and settings.database_read_url) or settings.database_url)
     if url.get_backend_name() != "sqlite":
         return url
     path = Path(url.database or "").expanduser().resolve()
@@ -49,7 +50,17 @@ def backend_name(engine: AsyncEngine) -> str:
 
 def create_engine(settings: Settings) -> AsyncEngine:
     """The application's pooled engine."""
-    url = database_url(settings)
+    return _pooled_engine(database_url(settings), settings)
+
+
+def create_query_engine(settings: Settings) -> AsyncEngine:
+    """The engine users' SQL runs on: its own pool, so a burst of slow queries cannot take
+    the connections that sign-ins and writes need. On SQLite its connections are
+    ``query_only``: the database itself refuses any write made through them."""
+    return _pooled_engine(database_url(settings, for_queries=True), settings, query_only=True)
+
+
+def _pooled_engine(url: URL, settings: Settings, *, query_only: bool = False) -> AsyncEngine:
     engine = create_async_engine(
         url,
         pool_size=settings.db_pool_size,
@@ -60,7 +71,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
         connect_args=_connect_args(url, settings),
     )
     if url.get_backend_name() == "sqlite":
-        _apply_sqlite_pragmas(engine, settings.sqlite_busy_timeout_ms)
+        _apply_sqlite_pragmas(engine, settings.sqlite_busy_timeout_ms, query_only=query_only)
     return engine
 
 
@@ -82,7 +93,9 @@ def _connect_args(url: URL, settings: Settings) -> dict[str, Any]:
     return {"timeout": settings.db_connect_timeout}
 
 
-def _apply_sqlite_pragmas(engine: AsyncEngine, busy_timeout_ms: int) -> None:
+def _apply_sqlite_pragmas(
+    engine: AsyncEngine, busy_timeout_ms: int, *, query_only: bool = False
+) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         cursor = dbapi_connection.cursor()
@@ -90,6 +103,8 @@ def _apply_sqlite_pragmas(engine: AsyncEngine, busy_timeout_ms: int) -> None:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         cursor.execute("PRAGMA synchronous=NORMAL")
+        if query_only:
+            cursor.execute("PRAGMA query_only=ON")
         cursor.close()
         # The driver's own implicit BEGIN is DEFERRED: a transaction that reads and then
         # writes fails at once with "database is locked" if another writer committed in

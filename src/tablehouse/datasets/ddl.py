@@ -123,9 +123,23 @@ def recording(connection: Connection) -> Iterator[list[str]]:
         event.remove(connection, "before_cursor_execute", record)
 
 
-def create(connection: Connection, table_name: str, fields: Sequence[FieldSpec]) -> list[str]:
+def create(
+    connection: Connection,
+    table_name: str,
+    fields: Sequence[FieldSpec],
+    *,
+    query_role: str | None = None,
+) -> list[str]:
+    """Create the table; on PostgreSQL, ``query_role`` (the role users' SQL runs as) may
+    then read it, and only it."""
     with recording(connection) as statements:
         table(table_name, fields).create(connection)
+    if query_role is not None and connection.dialect.name == "postgresql":
+        preparer = connection.dialect.identifier_preparer
+        connection.exec_driver_sql(
+            f"GRANT SELECT ON TABLE {preparer.quote_identifier(table_name)} "
+            f"TO {preparer.quote_identifier(query_role)}"
+        )
     return statements
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from typing import Literal
 
 from sqlalchemy import MetaData, Table, func, select
@@ -60,3 +61,17 @@ async def row_count(session: AsyncSession, table_name: str) -> int:
 async def add(session: AsyncSession, *rows: object) -> None:
     session.add_all(rows)
     await session.flush()
+
+
+async def tables_named(
+    session: AsyncSession, owner_id: uuid.UUID, names: Iterable[str]
+) -> list[tuple[str, uuid.UUID, int, str]]:
+    """``(name, id, version, table_name)`` of the owner's datasets whose names match any of
+    ``names`` ignoring case (the caller decides which spelling wins)."""
+    lowered = sorted({name.lower() for name in names})
+    rows = await session.execute(
+        select(Schema.name, Schema.id, Schema.version, Schema.table_name).where(
+            Schema.owner_id == owner_id, func.lower(Schema.name).in_(lowered)
+        )
+    )
+    return [(name, schema_id, version, table) for name, schema_id, version, table in rows]

@@ -37,6 +37,7 @@ async def create_schema(
         owner_id=caller.user.id,
         spec=body,
         max_fields=runtime.settings.max_schema_fields,
+        query_role=runtime.settings.query_database_role,
     )
     return _read(schema, 0)
 

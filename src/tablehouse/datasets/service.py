@@ -85,8 +85,15 @@ async def validate(
 
 
 async def create(
-    session: AsyncSession, *, owner_id: uuid.UUID, spec: SchemaCreate, max_fields: int
+    session: AsyncSession,
+    *,
+    owner_id: uuid.UUID,
+    spec: SchemaCreate,
+    max_fields: int,
+    query_role: str | None = None,
 ) -> Schema:
+    """Record the dataset and make its table; ``query_role`` is the PostgreSQL role that
+    users' SQL runs as, which is allowed to read the new table."""
     problems = definition_problems(spec, max_fields=max_fields)
     if problems:
         raise InvalidInput.of(problems)
@@ -110,7 +117,9 @@ async def create(
     except IntegrityError:
         raise _taken(spec.name) from None
     statements = await session.run_sync(
-        lambda sync: ddl.create(sync.connection(), schema.table_name, spec.fields)
+        lambda sync: ddl.create(
+            sync.connection(), schema.table_name, spec.fields, query_role=query_role
+        )
     )
     await repository.add(
         session,

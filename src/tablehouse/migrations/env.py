@@ -40,6 +40,8 @@ def _include_name(name: str | None, kind: str, _parent: object) -> bool:
 
 
 def _configure(connection: Connection | None = None, url: str | None = None) -> None:
+    # Revisions read settings they need from here rather than importing the application.
+    config.attributes.setdefault("query_database_role", _settings().query_database_role)
     context.configure(
         connection=connection,
         url=url,

@@ -1,0 +1,144 @@
+"""``tablehouse query``: run SQL as a user, through the same checks as POST /query."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import sys
+from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
+
+import orjson
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from tablehouse.cli.common import fail, settings_or_exit
+from tablehouse.errors import InvalidInput, TablehouseError
+
+if TYPE_CHECKING:
+    from tablehouse.config import Settings
+
+OutputFormat = Literal["table", "csv", "json"]
+
+
+def _parameter(text: str) -> tuple[str, Any]:
+    """``name=value``; the value is read as JSON when it is JSON (42, true, null, "x")."""
+    name, equals, raw = text.partition("=")
+    if not equals or not name:
+        raise fail(f"--param {text!r}: expected name=value")
+    try:
+        value: Any = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        value = raw
+    if isinstance(value, dict | list):
+        raise fail(
+            f"--param {name}: a parameter takes one value, not a JSON {type(value).__name__}"
+        )
+    return name, value
+
+
+def query(
+    sql: Annotated[str, typer.Argument(help="One read-only statement over the user's datasets")],
+    as_user: Annotated[str, typer.Option("--as", help="Email of the user to run it as")],
+    output: Annotated[
+        str, typer.Option("--format", help="table, csv or json", case_sensitive=False)
+    ] = "table",
+    param: Annotated[
+        list[str] | None, typer.Option("--param", "-p", help="name=value for :name; repeatable")
+    ] = None,
+    limit: Annotated[int | None, typer.Option(help="At most this many rows", min=1)] = None,
+    timeout_ms: Annotated[int | None, typer.Option(help="Stop after this long", min=1)] = None,
+) -> None:
+    """Run SQL as a user and print the answer (the same rules and limits as the API)."""
+    chosen = output.lower()
+    if chosen not in ("table", "csv", "json"):
+        raise fail(f"--format {output!r}: expected table, csv or json")
+    settings = settings_or_exit()
+    body: dict[str, Any] = {"sql": sql, "params": dict(_parameter(p) for p in param or [])}
+    if limit is not None:
+        body["limit"] = limit
+    if timeout_ms is not None:
+        body["timeout_ms"] = timeout_ms
+    try:
+        document = asyncio.run(_answer(settings, as_user, body))
+    except InvalidInput as exc:
+        raise fail("; ".join(f"{loc[-1]}: {msg}" for loc, msg, _ in exc.problems)) from None
+    except TablehouseError as exc:
+        raise fail(f"{exc.message} ({exc.code})") from None
+    _print(document, cast(OutputFormat, chosen))
+
+
+async def _answer(settings: Settings, email: str, body: dict[str, Any]) -> dict[str, Any]:
+    from pydantic import ValidationError
+
+    from tablehouse.auth import repository
+    from tablehouse.auth.accounts import normalise_email
+    from tablehouse.auth.principal import ALL_SCOPES, Principal
+    from tablehouse.core.database import (
+        create_engine,
+        create_query_engine,
+        create_session_factory,
+        uow,
+    )
+    from tablehouse.core.events import LoggingEventSink
+    from tablehouse.core.limits import ConcurrencyLimit
+    from tablehouse.query import service
+    from tablehouse.query.schemas import QueryRequest
+
+    try:
+        request = QueryRequest.model_validate(body)
+    except ValidationError as exc:
+        raise TablehouseError(exc.errors()[0]["msg"], code="invalid_request") from None
+    engine, query_engine = create_engine(settings), create_query_engine(settings)
+    target = service.target_for(
+        settings,
+        query_engine,
+        slots=ConcurrencyLimit(1, what="queries", code="too_many_concurrent_queries"),
+        events=LoggingEventSink(),
+    )
+    try:
+        async with uow(create_session_factory(engine, reads_only=True)) as session:
+            user = await repository.user_by_email(session, normalise_email(email))
+            if user is None or not user.is_active:
+                raise TablehouseError(f"no active user with email {email}", code="unknown_user")
+            caller = Principal(user=user, scopes=ALL_SCOPES)
+            document = await service.answer(session, caller=caller, request=request, target=target)
+    finally:
+        await query_engine.dispose()
+        await engine.dispose()
+    parsed: dict[str, Any] = orjson.loads(document)
+    return parsed
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, dict | list | bool):
+        return orjson.dumps(value).decode()
+    return str(value)
+
+
+def _print(document: dict[str, Any], output: OutputFormat) -> None:
+    names = [column["name"] for column in document["columns"]]
+    if output == "json":
+        sys.stdout.write(orjson.dumps(document).decode() + "\n")
+    elif output == "csv":
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(names)
+        writer.writerows([_cell(value) for value in row] for row in document["rows"])
+    else:
+        # Text, not str: a value such as "[red]" is data, never rich markup.
+        table = Table()
+        for name in names:
+            table.add_column(Text(name))
+        for row in document["rows"]:
+            table.add_row(*(Text(_cell(value)) for value in row))
+        Console(highlight=False).print(table)
+        Console(stderr=True, highlight=False).print(
+            f"{document['row_count']} row(s) in {document['stats']['execution_time_ms']} ms"
+        )
+    if document["truncated"]:
+        Console(stderr=True, highlight=False).print(
+            f"truncated: more rows exist than the {document['row_count']} shown (see --limit)"
+        )

@@ -1,0 +1,1 @@
+"""SQL queries over the caller's own datasets: guard, executor, results."""

@@ -1,0 +1,149 @@
+"""Layer 2: run a checked statement in a read-only transaction with a time limit, on a
+connection of the query engine, and always end in ROLLBACK.
+
+The backends (``postgres``, ``sqlite``) open a ``Cursor``; this module owns the connection,
+the deadline and the guarantee that the connection goes back to the pool clean, or is
+thrown away.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tablehouse.errors import BadRequest
+
+log = structlog.get_logger(__name__)
+
+Row = Sequence[Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    sql: str  # rendered for the backend, dataset names replaced by their tables
+    parameters: tuple[str, ...]  # named parameters, in the order PostgreSQL numbers them
+    values: Mapping[str, Any]
+    # Physical table → the name the caller wrote, so messages never show internal names.
+    tables: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    name: str
+    type: str | None  # None: the backend cannot say before seeing values (SQLite)
+
+
+class Deadline:
+    def __init__(self, timeout_ms: int) -> None:
+        self.timeout_ms = timeout_ms
+        self.at = time.monotonic() + timeout_ms / 1000
+
+    def passed(self) -> bool:
+        return time.monotonic() >= self.at
+
+    def remaining(self) -> float:
+        return max(self.at - time.monotonic(), 0.0)
+
+
+class Cursor(Protocol):
+    columns: list[Column]
+
+    async def fetch(self, count: int) -> list[Row]:
+        """Up to ``count`` more rows; fewer means the result is exhausted."""
+        ...
+
+    async def rows_read(self) -> int | None:
+        """Rows the engine read from tables so far, if it can tell."""
+        ...
+
+
+class Backend(Protocol):
+    async def open(self, raw: Any, statement: Statement, deadline: Deadline) -> Cursor: ...
+
+    async def close(self, raw: Any) -> bool:
+        """End the transaction; False if the connection cannot be trusted any more."""
+        ...
+
+    def translate(
+        self, error: BaseException, statement: Statement, deadline: Deadline
+    ) -> BadRequest | None:
+        """The user's mistake in ``error``, or None if it is not one."""
+        ...
+
+
+def query_timeout(deadline: Deadline) -> BadRequest:
+    return BadRequest(
+        f"the query ran longer than {deadline.timeout_ms} ms and was stopped",
+        code="query_timeout",
+    )
+
+
+def readable(message: str, statement: Statement) -> str:
+    """A database message with internal table names replaced by the caller's names."""
+    text = message.strip().splitlines()[0] if message.strip() else "the query failed"
+    for table, name in statement.tables.items():
+        text = text.replace(table, name)
+    return text
+
+
+@asynccontextmanager
+async def open_cursor(
+    engine: AsyncEngine, backend: Backend, statement: Statement, *, timeout_ms: int
+) -> AsyncIterator[Cursor]:
+    """A cursor over ``statement``'s result, valid inside the block. Database errors the
+    caller caused become 400s; the transaction is rolled back however the block ends."""
+    async with engine.connect() as connection:
+        raw = (await connection.get_raw_connection()).driver_connection
+        clean = False
+        try:
+            deadline = Deadline(timeout_ms)
+            try:
+                cursor = await backend.open(raw, statement, deadline)
+                yield _Checked(cursor, backend, statement, deadline)
+            except BadRequest:
+                raise
+            except Exception as exc:
+                problem = backend.translate(exc, statement, deadline)
+                if problem is None:
+                    raise
+                raise problem from None
+        finally:
+            try:
+                clean = await backend.close(raw)
+            except Exception as exc:  # the connection is broken; it must not be reused
+                log.warning("query.connection_discarded", error=type(exc).__name__)
+            if not clean:
+                await connection.invalidate()
+
+
+class _Checked:
+    """Enforces the deadline between fetches and translates errors raised while fetching."""
+
+    def __init__(
+        self, cursor: Cursor, backend: Backend, statement: Statement, deadline: Deadline
+    ) -> None:
+        self.columns = cursor.columns
+        self._cursor = cursor
+        self._backend = backend
+        self._statement = statement
+        self._deadline = deadline
+
+    async def fetch(self, count: int) -> list[Row]:
+        if self._deadline.passed():
+            raise query_timeout(self._deadline)
+        try:
+            return await self._cursor.fetch(count)
+        except Exception as exc:
+            problem = self._backend.translate(exc, self._statement, self._deadline)
+            if problem is None:
+                raise
+            raise problem from None
+
+    async def rows_read(self) -> int | None:
+        return await self._cursor.rows_read()

@@ -1,0 +1,194 @@
+"""Running a statement on PostgreSQL: a READ ONLY transaction, as the query role, under
+``statement_timeout``, through a server-side portal so only the rows asked for travel."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import decimal
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import asyncpg
+
+from tablehouse.errors import BadRequest, QueryRefused
+from tablehouse.query.execution import Column, Deadline, Row, Statement, query_timeout, readable
+
+# Rows fetched per round trip; a JSON answer asks for the cap + 1 rows at most.
+BATCH_ROWS = 1000
+# The server's statement_timeout should fire first; this is the backstop if it cannot.
+CLIENT_GRACE_SECONDS = 0.5
+
+TYPE_NAMES = {
+    "int2": "integer",
+    "int4": "integer",
+    "int8": "integer",
+    "float4": "float",
+    "float8": "float",
+    "numeric": "number",
+    "text": "string",
+    "varchar": "string",
+    "bpchar": "string",
+    "name": "string",
+    "bool": "boolean",
+    "timestamptz": "datetime",
+    "timestamp": "datetime",
+    "date": "date",
+    "time": "time",
+    "timetz": "time",
+    "json": "json",
+    "jsonb": "json",
+    "uuid": "uuid",
+    "bytea": "bytes",
+    "interval": "interval",
+}
+
+_ROWS_READ = """
+SELECT coalesce(sum(seq_tup_read + coalesce(idx_tup_fetch, 0)), 0)::bigint
+FROM pg_stat_xact_user_tables WHERE relname = ANY($1::text[])
+"""
+
+
+def _to_int(value: Any) -> int:
+    if isinstance(value, float) and not value.is_integer():
+        raise ValueError("not a whole number")
+    return int(value)
+
+
+def _to_text(value: Any) -> str:
+    return value if isinstance(value, str) else str(value)
+
+
+def _to_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise ValueError("not true or false")
+
+
+def _to_datetime(value: Any) -> dt.datetime:
+    return value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(value)
+
+
+# How a JSON value becomes what asyncpg needs for each parameter type; a type not listed
+# gets the value as it is, and asyncpg says if it does not fit.
+CONVERTERS: dict[str, Callable[[Any], Any]] = {
+    "int2": _to_int,
+    "int4": _to_int,
+    "int8": _to_int,
+    "float4": float,
+    "float8": float,
+    "numeric": lambda value: decimal.Decimal(str(value)),
+    "text": _to_text,
+    "varchar": _to_text,
+    "bpchar": _to_text,
+    "name": _to_text,
+    "unknown": _to_text,
+    "bool": _to_bool,
+    "timestamptz": _to_datetime,
+    "timestamp": _to_datetime,
+    "date": dt.date.fromisoformat,
+    "time": dt.time.fromisoformat,
+    "uuid": lambda value: uuid.UUID(str(value)),
+    "json": lambda value: value if isinstance(value, str) else str(value).lower(),
+    "jsonb": lambda value: value if isinstance(value, str) else str(value).lower(),
+}
+
+
+class PostgresCursor:
+    def __init__(
+        self,
+        raw: asyncpg.Connection,
+        rows: Any,
+        columns: list[Column],
+        tables: list[str],
+    ) -> None:
+        self.columns = columns
+        self._raw = raw
+        self._rows = rows
+        self._tables = tables
+
+    async def fetch(self, count: int) -> list[Row]:
+        batch: list[Row] = []
+        try:
+            while len(batch) < count:
+                batch.append(await self._rows.__anext__())
+        except StopAsyncIteration:
+            pass
+        return batch
+
+    async def rows_read(self) -> int | None:
+        return int(await self._raw.fetchval(_ROWS_READ, self._tables))
+
+
+class PostgresBackend:
+    def __init__(self, role: str) -> None:
+        self._begin = f'BEGIN READ ONLY; SET LOCAL ROLE "{role}"'
+
+    async def open(self, raw: Any, statement: Statement, deadline: Deadline) -> PostgresCursor:
+        timeout = deadline.remaining() + CLIENT_GRACE_SECONDS
+        await raw.execute(
+            f"{self._begin}; SET LOCAL statement_timeout = {deadline.timeout_ms}", timeout=timeout
+        )
+        prepared = await raw.prepare(statement.sql, timeout=timeout)
+        arguments = _arguments(prepared.get_parameters(), statement)
+        columns = [
+            Column(attribute.name, TYPE_NAMES.get(attribute.type.name, attribute.type.name))
+            for attribute in prepared.get_attributes()
+        ]
+        rows = prepared.cursor(*arguments, prefetch=BATCH_ROWS, timeout=timeout).__aiter__()
+        return PostgresCursor(raw, rows, columns, list(statement.tables))
+
+    async def close(self, raw: Any) -> bool:
+        if raw.is_closed():
+            return False
+        if raw.is_in_transaction():
+            await raw.execute("ROLLBACK", timeout=5)
+        return True
+
+    def translate(
+        self, error: BaseException, statement: Statement, deadline: Deadline
+    ) -> BadRequest | None:
+        if isinstance(error, asyncpg.QueryCanceledError | asyncio.TimeoutError | TimeoutError):
+            return query_timeout(deadline)
+        if isinstance(
+            error, asyncpg.InsufficientPrivilegeError | asyncpg.ReadOnlySQLTransactionError
+        ):
+            return QueryRefused(
+                f"the database refused this statement: {readable(str(error), statement)}",
+                code="not_allowed",
+            )
+        if isinstance(error, asyncpg.DataError) and str(error).startswith("invalid input for"):
+            # Raised by asyncpg itself, before sending: a parameter of the wrong kind.
+            return BadRequest(readable(str(error), statement), code="invalid_parameter")
+        if isinstance(error, asyncpg.PostgresError) and _is_users_mistake(error):
+            return BadRequest(readable(str(error), statement), code="query_failed")
+        return None
+
+
+def _is_users_mistake(error: asyncpg.PostgresError) -> bool:
+    """SQLSTATE classes a statement's author causes: data exceptions (22), integrity (23),
+    syntax or access rules (42), and a few in others (e.g. cardinality 21)."""
+    sqlstate = str(getattr(error, "sqlstate", "") or "")
+    return sqlstate[:2] in {"21", "22", "23", "2F", "38", "39", "42", "0A", "P0"}
+
+
+def _arguments(types: Any, statement: Statement) -> list[Any]:
+    arguments = []
+    for name, pg_type in zip(statement.parameters, types, strict=True):
+        value = statement.values[name]
+        convert = CONVERTERS.get(pg_type.name)
+        if value is None or convert is None:
+            arguments.append(value)
+            continue
+        try:
+            arguments.append(convert(value))
+        except (TypeError, ValueError, ArithmeticError):
+            raise BadRequest(
+                f"parameter :{name} must be a {TYPE_NAMES.get(pg_type.name, pg_type.name)} "
+                f"here; got {value!r}",
+                code="invalid_parameter",
+            ) from None
+    return arguments

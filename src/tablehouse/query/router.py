@@ -1,0 +1,77 @@
+"""POST /query: one read-only SQL statement over the caller's datasets."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header
+from fastapi.responses import Response, StreamingResponse
+
+from tablehouse.api.dependencies import RuntimeDep, SessionDep, reads_only
+from tablehouse.auth.dependencies import QueryAccess
+from tablehouse.query import service
+from tablehouse.query.schemas import QueryRequest, QueryResult
+
+router = APIRouter(tags=["query"])
+
+STREAM_TYPES: dict[str, service.StreamFormat] = {
+    "text/csv": "csv",
+    "application/x-ndjson": "ndjson",
+}
+
+
+def get_target(runtime: RuntimeDep) -> service.QueryTarget:
+    return service.target_for(
+        runtime.settings,
+        runtime.query_engine,
+        slots=runtime.query_slots,
+        events=runtime.events,
+    )
+
+
+Target = Annotated[service.QueryTarget, Depends(get_target)]
+
+
+def _stream_format(accept: str | None) -> service.StreamFormat | None:
+    """CSV or NDJSON when the client asks for one of them; JSON otherwise."""
+    for part in (accept or "").split(","):
+        form = STREAM_TYPES.get(part.split(";", 1)[0].strip().lower())
+        if form is not None:
+            return form
+    return None
+
+
+@router.post(
+    "/query",
+    response_model=QueryResult,
+    summary="Run one read-only SQL statement over your datasets",
+    responses={
+        200: {
+            "content": {
+                "text/csv": {"schema": {"type": "string"}},
+                "application/x-ndjson": {"schema": {"type": "string"}},
+            },
+            "description": "JSON by default; CSV or NDJSON (streamed) by the Accept header",
+        },
+        400: {"description": "Refused, failed in the database, or timed out (query_timeout)"},
+        404: {"description": "The statement names a dataset you do not have"},
+        429: {"description": "Too many of your queries are running at once"},
+    },
+)
+@reads_only
+async def run_query(
+    body: QueryRequest,
+    caller: QueryAccess,
+    session: SessionDep,
+    target: Target,
+    accept: Annotated[str | None, Header()] = None,
+) -> Response:
+    form = _stream_format(accept)
+    if form is None:
+        document = await service.answer(session, caller=caller, request=body, target=target)
+        return Response(document, media_type="application/json")
+    query_id, chunks = await service.stream(
+        session, caller=caller, request=body, target=target, form=form
+    )
+    media_type = "text/csv; charset=utf-8" if form == "csv" else "application/x-ndjson"
+    return StreamingResponse(chunks, media_type=media_type, headers={"X-Query-Id": str(query_id)})

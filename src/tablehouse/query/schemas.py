@@ -1,0 +1,69 @@
+"""Bodies of POST /query."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# A parameter's value: JSON scalars only. Strings are converted to the type the statement
+# expects where the database says (dates, times, UUIDs, numbers).
+ParameterValue = str | int | float | bool | None
+
+
+class QueryRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "sql": "SELECT city, count(*) AS n FROM orders "
+                    "WHERE total > :min GROUP BY city",
+                    "params": {"min": 100},
+                    "limit": 100,
+                }
+            ]
+        },
+    )
+
+    sql: str = Field(
+        min_length=1,
+        max_length=100_000,
+        description="One read-only statement (SELECT, WITH, UNION/INTERSECT/EXCEPT) that names "
+        "your datasets as you named them; parameters are written :name",
+    )
+    params: dict[str, ParameterValue] = Field(
+        default_factory=dict, description="A value for each :name parameter in the statement"
+    )
+    limit: int | None = Field(
+        None, ge=1, description="Return at most this many rows (at most QUERY_MAX_ROWS)"
+    )
+    timeout_ms: int | None = Field(
+        None, ge=1, description="Stop the statement after this long (at most QUERY_TIMEOUT_MS)"
+    )
+
+
+class QueryColumn(BaseModel):
+    name: str
+    type: str = Field(
+        description="integer, float, number, string, boolean, datetime, date, time, json, uuid, "
+        "bytes, null, or the database's own type name (see docs/api.md)"
+    )
+
+
+class QueryStats(BaseModel):
+    execution_time_ms: float = Field(description="Time the database spent, as measured around it")
+    rows_read: int = Field(
+        description="PostgreSQL: rows the statement read from your tables; SQLite: rows returned"
+    )
+    bytes_read: int = Field(description="Size of the returned rows, encoded as JSON")
+
+
+class QueryResult(BaseModel):
+    query_id: uuid.UUID
+    columns: list[QueryColumn]
+    rows: list[list[Any]] = Field(description="One array per row, values in column order")
+    row_count: int
+    truncated: bool = Field(description="More rows existed than the limit (or the size limit)")
+    stats: QueryStats

@@ -1,0 +1,244 @@
+"""Query rules: check the statement, find the caller's tables, run it within the limits,
+and log every query, whatever became of it."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Literal
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from tablehouse.auth.principal import Principal
+from tablehouse.config import Settings
+from tablehouse.core.events import EventSink
+from tablehouse.core.limits import ConcurrencyLimit
+from tablehouse.errors import BadRequest, InvalidInput, Location, TablehouseError
+from tablehouse.query import catalog, guard, results
+from tablehouse.query.execution import Backend, Statement, open_cursor
+from tablehouse.query.postgres import PostgresBackend
+from tablehouse.query.schemas import QueryRequest
+from tablehouse.query.sqlite import SqliteBackend
+from tablehouse.query.tracking import logged
+
+StreamFormat = Literal["csv", "ndjson"]
+# Parsed statements are kept per process; repeated queries skip the parser.
+CACHED_STATEMENTS = 2048
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    timeout_ms: int
+    max_rows: int
+    max_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class QueryTarget:
+    """Where and how statements run, built from the runtime by the router."""
+
+    engine: AsyncEngine
+    backend: Backend
+    dialect: guard.Backend
+    limits: Limits
+    slots: ConcurrencyLimit
+    events: EventSink
+
+
+def target_for(
+    settings: Settings, engine: AsyncEngine, *, slots: ConcurrencyLimit, events: EventSink
+) -> QueryTarget:
+    backend: Backend
+    dialect: guard.Backend
+    if engine.dialect.name == "postgresql":
+        backend, dialect = PostgresBackend(settings.query_database_role), "postgresql"
+    else:
+        backend, dialect = SqliteBackend(), "sqlite"
+    return QueryTarget(
+        engine=engine,
+        backend=backend,
+        dialect=dialect,
+        limits=Limits(
+            timeout_ms=settings.query_timeout_ms,
+            max_rows=settings.query_max_rows,
+            max_bytes=settings.query_max_result_bytes,
+        ),
+        slots=slots,
+        events=events,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    statement: Statement
+    max_rows: int
+    timeout_ms: int
+
+
+@lru_cache(maxsize=CACHED_STATEMENTS)
+def _analysed(sql: str, dialect: guard.Backend) -> guard.Analysis:
+    return guard.analyse(sql, dialect)
+
+
+@lru_cache(maxsize=CACHED_STATEMENTS)
+def _rendered(sql: str, dialect: guard.Backend, sources: tuple[catalog.Source, ...]) -> str:
+    """Keyed by the SQL and the identity and version of each dataset it names, which also
+    pins the user: a dataset changed or made anew is rendered afresh."""
+    physical = {source.name: source.table_name for source in sources}
+    return guard.render(_analysed(sql, dialect), physical, dialect)
+
+
+async def plan(
+    session: AsyncSession, *, caller: Principal, request: QueryRequest, target: QueryTarget
+) -> Plan:
+    limits = target.limits
+    _check_limits(request, limits)
+    analysis = _analysed(request.sql, target.dialect)
+    _check_parameters(analysis.parameters, request.params)
+    sources = await catalog.resolve(session, caller, analysis.tables)
+    # Rendering maps each name as written; the cache key carries the resolved datasets.
+    written = tuple(
+        catalog.Source(name, source.schema_id, source.version, source.table_name)
+        for name, source in sorted(sources.items())
+    )
+    statement = Statement(
+        sql=_rendered(request.sql, target.dialect, written),
+        parameters=analysis.parameters,
+        values=request.params,
+        tables={source.table_name: source.name for source in sources.values()},
+    )
+    return Plan(
+        statement=statement,
+        max_rows=request.limit or limits.max_rows,
+        timeout_ms=request.timeout_ms or limits.timeout_ms,
+    )
+
+
+def _check_limits(request: QueryRequest, limits: Limits) -> None:
+    problems: list[tuple[Location, str, str]] = []
+    if request.limit is not None and request.limit > limits.max_rows:
+        problems.append(
+            (("body", "limit"), f"at most {limits.max_rows} (QUERY_MAX_ROWS)", "less_than_equal")
+        )
+    if request.timeout_ms is not None and request.timeout_ms > limits.timeout_ms:
+        problems.append(
+            (
+                ("body", "timeout_ms"),
+                f"at most {limits.timeout_ms} (QUERY_TIMEOUT_MS); a query may only shorten it",
+                "less_than_equal",
+            )
+        )
+    if problems:
+        raise InvalidInput.of(problems)
+
+
+def _check_parameters(expected: tuple[str, ...], given: Mapping[str, object]) -> None:
+    missing = [name for name in expected if name not in given]
+    unknown = sorted(set(given) - set(expected))
+    if missing:
+        raise BadRequest(
+            "no value given for "
+            + ", ".join(f":{name}" for name in missing)
+            + "; send them in 'params'",
+            code="missing_parameter",
+        )
+    if unknown:
+        raise BadRequest(
+            "the statement has no parameter " + ", ".join(f":{name}" for name in unknown),
+            code="unknown_parameter",
+        )
+
+
+async def answer(
+    session: AsyncSession, *, caller: Principal, request: QueryRequest, target: QueryTarget
+) -> bytes:
+    """The whole result as one JSON document (QueryResult)."""
+    query_id = uuid.uuid4()
+    with (
+        logged(target.events, caller, request.sql, query_id) as outcome,
+        target.slots.slot(caller.user.id),
+    ):
+        planned = await plan(session, caller=caller, request=request, target=target)
+        outcome.executing()
+        async with open_cursor(
+            target.engine, target.backend, planned.statement, timeout_ms=planned.timeout_ms
+        ) as cursor:
+            collected = await results.collect(
+                cursor, max_rows=planned.max_rows, max_bytes=target.limits.max_bytes
+            )
+            outcome.measured()
+            rows_read = await cursor.rows_read()
+        outcome.rows_read = len(collected.rows) if rows_read is None else rows_read
+        outcome.bytes_read = collected.size
+        return results.json_document(
+            query_id=str(query_id),
+            columns=results.column_types(cursor.columns, collected.rows),
+            collected=collected,
+            execution_time_ms=outcome.execution_time_ms,
+            rows_read=outcome.rows_read,
+        )
+
+
+async def stream(
+    session: AsyncSession,
+    *,
+    caller: Principal,
+    request: QueryRequest,
+    target: QueryTarget,
+    form: StreamFormat,
+) -> tuple[uuid.UUID, AsyncIterator[bytes]]:
+    """The result as CSV or NDJSON chunks. Everything that can be refused is refused before
+    this returns: the statement is checked, planned and started, and its first chunk made."""
+    query_id = uuid.uuid4()
+    with logged(target.events, caller, request.sql, query_id, failures_only=True):
+        planned = await plan(session, caller=caller, request=request, target=target)
+    chunks = _streamed(caller, request, target, planned, query_id, form)
+    first = await anext(chunks, b"")
+    return query_id, _prepend(first, chunks)
+
+
+async def _streamed(
+    caller: Principal,
+    request: QueryRequest,
+    target: QueryTarget,
+    planned: Plan,
+    query_id: uuid.UUID,
+    form: StreamFormat,
+) -> AsyncIterator[bytes]:
+    encoder = results.csv_stream if form == "csv" else results.ndjson_stream
+    sent = results.Sent()
+    started_sending = False
+    with (
+        logged(target.events, caller, request.sql, query_id) as outcome,
+        target.slots.slot(caller.user.id),
+    ):
+        outcome.executing()
+        try:
+            async with open_cursor(
+                target.engine, target.backend, planned.statement, timeout_ms=planned.timeout_ms
+            ) as cursor:
+                async for chunk in encoder(cursor, max_rows=planned.max_rows, sent=sent):
+                    started_sending = True
+                    yield chunk
+                outcome.measured()
+                rows_read = await cursor.rows_read()
+            outcome.rows_read = sent.rows if rows_read is None else rows_read
+        except TablehouseError as exc:
+            if not started_sending:
+                raise  # still time for a proper error response
+            # The status line has gone: the stream ends early, and the log says why.
+            outcome.failed(exc)
+            outcome.rows_read = sent.rows
+        finally:
+            outcome.bytes_read = sent.size
+            if not outcome.execution_time_ms:
+                outcome.measured()
+
+
+async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    if first:
+        yield first
+    async for chunk in rest:
+        yield chunk

@@ -1,0 +1,289 @@
+"""POST /query refuses what it must, stops what runs too long, and leaves nothing behind."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+import tracemalloc
+import uuid
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from tablehouse.api.runtime import Runtime
+from tablehouse.config import Settings
+from tablehouse.core.events import CollectingEventSink
+from tablehouse.query.events import QueryExecuted
+from tests.accounts import bearer, signed_up
+from tests.query_helpers import numbers, query, rows_of, shop
+
+
+@pytest.fixture
+async def ada(client: httpx.AsyncClient) -> dict[str, str]:
+    tokens = await signed_up(client, "ada@example.com")
+    headers = bearer(tokens["access_token"])
+    await shop(client, headers)
+    return headers
+
+
+def runtime_of(app: FastAPI) -> Runtime:
+    runtime = app.state.runtime
+    assert isinstance(runtime, Runtime)
+    return runtime
+
+
+def collect_events(app: FastAPI) -> CollectingEventSink:
+    sink = CollectingEventSink()
+    app.state.runtime = dataclasses.replace(runtime_of(app), events=sink)
+    return sink
+
+
+REFUSED = [
+    ("INSERT INTO customers (id, name) VALUES (9, 'Mallory')", 400),
+    ("UPDATE customers SET name = 'Mallory'", 400),
+    ("DELETE FROM customers", 400),
+    ("DROP TABLE customers", 400),
+    ("CREATE TABLE stolen AS SELECT * FROM customers", 400),
+    ("COPY customers TO '/tmp/stolen.csv'", 400),
+    ("WITH gone AS (DELETE FROM customers RETURNING *) SELECT * FROM gone", 400),
+    ("SELECT * FROM customers FOR UPDATE", 400),
+    ("SELECT 1; DROP TABLE customers", 400),
+    ("SELECT set_config('role', 'postgres', false)", 400),
+    ("SELECT pg_sleep(10)", 400),
+    ("SELECT pg_read_file('/etc/passwd')", 400),
+    ("ATTACH DATABASE '/tmp/other.db' AS other", 400),
+    ("SELECT * FROM users", 404),
+    ("SELECT * FROM sessions", 404),
+    ("SELECT * FROM schemas", 404),
+    ("SELECT * FROM pg_class", 400),
+    ("SELECT * FROM pg_catalog.pg_authid", 400),
+    ("SELECT * FROM sqlite_master", 400),
+    ("SELECT * FROM information_schema.tables", 400),
+    ("SELECT * FROM public.customers", 400),
+    ("SELECT * INTO stolen FROM customers", 400),
+    ("SELECT load_extension('/tmp/evil.so')", 400),
+    ("SELECT * FROM generate_series(1, 100000000)", 400),
+]
+
+
+@pytest.mark.parametrize(("sql", "status"), REFUSED, ids=[sql for sql, _ in REFUSED])
+async def test_refused_with_4xx_and_nothing_changed(
+    client: httpx.AsyncClient, ada: dict[str, str], sql: str, status: int
+) -> None:
+    response = await query(client, ada, sql)
+
+    assert response.status_code == status, response.text
+    assert response.json()["detail"]
+    assert await rows_of(client, ada, "SELECT count(*) FROM customers") == [[3]]
+    assert (await client.get("/api/v1/users/me", headers=ada)).status_code == 200
+
+
+async def test_another_users_dataset_cannot_be_reached_by_any_spelling(
+    client: httpx.AsyncClient, ada: dict[str, str]
+) -> None:
+    mallory = bearer((await signed_up(client, "mallory@example.com"))["access_token"])
+    for sql in (
+        "SELECT * FROM customers",
+        'SELECT * FROM "customers"',
+        "SELECT * FROM (SELECT * FROM customers) AS c",
+        "WITH c AS (SELECT 1) SELECT * FROM customers",
+    ):
+        response = await query(client, mallory, sql)
+        assert response.status_code == 404, (sql, response.text)
+
+
+async def test_api_key_restricted_to_some_datasets_cannot_query_others(
+    client: httpx.AsyncClient, ada: dict[str, str]
+) -> None:
+    created = await client.post(
+        "/api/v1/auth/api-keys",
+        json={"name": "report", "scopes": ["query"], "datasets": ["orders"]},
+        headers=ada,
+    )
+    assert created.status_code == 201, created.text
+    key = bearer(created.json()["key"])
+
+    allowed = await query(client, key, "SELECT count(*) FROM orders")
+    refused = await query(client, key, "SELECT count(*) FROM orders JOIN customers ON true")
+
+    assert allowed.status_code == 200, allowed.text
+    assert refused.status_code == 404
+    assert "'customers'" in refused.json()["detail"]
+
+
+async def test_api_key_needs_the_query_scope(
+    client: httpx.AsyncClient, ada: dict[str, str]
+) -> None:
+    created = await client.post(
+        "/api/v1/auth/api-keys", json={"name": "reader", "scopes": ["read"]}, headers=ada
+    )
+    key = bearer(created.json()["key"])
+
+    response = await query(client, key, "SELECT count(*) FROM orders")
+
+    assert response.status_code == 403
+    assert response.json()["code"] == "scope_required"
+
+
+async def test_query_needs_a_caller(client: httpx.AsyncClient) -> None:
+    response = await client.post("/api/v1/query", json={"sql": "SELECT 1"})
+    assert response.status_code == 401
+
+
+@pytest.fixture
+async def big(client: httpx.AsyncClient, settings: Settings) -> dict[str, str]:
+    """Ada with 4,000 numbers: crossed with itself three times, far too much to finish."""
+    headers = bearer((await signed_up(client, "ada@example.com"))["access_token"])
+    await numbers(client, settings, headers, 4000)
+    return headers
+
+
+async def test_cartesian_join_stops_in_time_and_the_pool_is_left_clean(
+    client: httpx.AsyncClient, app: FastAPI, big: dict[str, str], backend: str
+) -> None:
+    started = time.monotonic()
+    response = await query(
+        client,
+        big,
+        "SELECT count(*) FROM numbers a, numbers b, numbers c WHERE a.n + b.n + c.n > 0",
+        timeout_ms=500,
+    )
+    elapsed = time.monotonic() - started
+
+    assert response.status_code == 400, response.text
+    assert response.json()["code"] == "query_timeout"
+    assert elapsed < 0.5 + 0.5
+    # The same pool serves the next query, with the default limit and no setting left over.
+    assert await rows_of(client, big, "SELECT count(*) FROM numbers") == [[4000]]
+    engine = runtime_of(app).query_engine
+    assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    async with engine.connect() as connection:
+        raw = (await connection.get_raw_connection()).driver_connection
+        assert raw is not None
+        if backend == "postgresql":
+            assert await raw.fetchval("SHOW statement_timeout") == "0"
+            assert await raw.fetchval("SELECT current_user") == "postgres"
+            assert await raw.fetchval("SHOW transaction_read_only") == "off"
+            assert not raw.is_in_transaction()
+        else:
+            assert not raw.in_transaction
+            cursor = await raw.execute("SELECT count(*) FROM sqlite_master")
+            assert (await cursor.fetchone())[0] > 0  # no authorizer left behind
+
+
+async def test_timeout_can_only_be_lowered(client: httpx.AsyncClient, big: dict[str, str]) -> None:
+    started = time.monotonic()
+    response = await query(
+        client, big, "SELECT count(*) FROM numbers a, numbers b, numbers c", timeout_ms=200
+    )
+
+    assert response.json()["code"] == "query_timeout"
+    assert time.monotonic() - started < 0.2 + 0.5
+
+
+async def test_ten_million_result_rows_are_truncated_with_bounded_memory(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    headers = bearer((await signed_up(client, "ada@example.com"))["access_token"])
+    await numbers(client, settings, headers, 3163)  # 3163² ≈ 10.0 million
+
+    tracemalloc.start()
+    try:
+        response = await query(
+            client, headers, "SELECT a.n, b.n FROM numbers a CROSS JOIN numbers b"
+        )
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["truncated"] is True
+    assert body["row_count"] == settings.query_max_rows
+    assert peak < 64 * 1024**2, f"peak {peak / 1024**2:.1f} MiB"
+
+
+async def test_result_bytes_are_capped(
+    client: httpx.AsyncClient, settings: Settings, app: FastAPI
+) -> None:
+    headers = bearer((await signed_up(client, "ada@example.com"))["access_token"])
+    await numbers(client, settings, headers, 2000)
+    runtime = runtime_of(app)
+    app.state.runtime = dataclasses.replace(
+        runtime, settings=settings.model_copy(update={"query_max_result_bytes": 1024})
+    )
+
+    response = await query(client, headers, "SELECT n FROM numbers ORDER BY n")
+
+    body = response.json()
+    assert body["truncated"] is True
+    assert 0 < body["row_count"] < 2000
+    assert body["stats"]["bytes_read"] <= 1024
+
+
+async def test_each_user_may_run_only_so_many_queries_at_once(
+    client: httpx.AsyncClient, app: FastAPI, big: dict[str, str]
+) -> None:
+    runtime = runtime_of(app)
+    me = uuid.UUID((await client.get("/api/v1/users/me", headers=big)).json()["id"])
+    slow = asyncio.create_task(
+        query(client, big, "SELECT count(*) FROM numbers a, numbers b, numbers c", timeout_ms=2000)
+    )
+    for _ in range(200):
+        if runtime.query_slots.in_use(me):
+            break
+        await asyncio.sleep(0.01)
+    held = runtime.query_slots.limit
+    for _ in range(held - 1):
+        runtime.query_slots.acquire(me)
+
+    refused = await query(client, big, "SELECT 1")
+    for _ in range(held - 1):
+        runtime.query_slots.release(me)
+    await slow
+
+    assert refused.status_code == 429
+    assert refused.headers["retry-after"] == "1"
+    assert refused.json()["code"] == "too_many_concurrent_queries"
+    assert (await query(client, big, "SELECT 1")).status_code == 200
+
+
+async def test_every_query_accepted_or_refused_is_an_event(
+    client: httpx.AsyncClient, app: FastAPI, ada: dict[str, str]
+) -> None:
+    sink = collect_events(app)
+
+    await query(client, ada, "SELECT id FROM customers")
+    await query(client, ada, "DELETE FROM customers")
+    await query(client, ada, "SELECT * FROM nowhere")
+    await query(client, ada, "SELECT missing_column FROM customers")
+
+    events = [event for event in sink.events if isinstance(event, QueryExecuted)]
+    assert [(event.query_text, event.status) for event in events] == [
+        ("SELECT id FROM customers", "ok"),
+        ("DELETE FROM customers", "refused"),
+        ("SELECT * FROM nowhere", "refused"),
+        ("SELECT missing_column FROM customers", "error"),
+    ]
+    ok = events[0]
+    assert ok.error is None
+    assert ok.rows_read == 3
+    assert ok.bytes_read > 0
+    assert ok.execution_time_ms > 0
+    assert events[1].error is not None
+    assert events[1].error.startswith("not_read_only")
+    assert len({event.query_id for event in events}) == 4
+
+
+async def test_timeout_event_says_timeout(
+    client: httpx.AsyncClient, app: FastAPI, big: dict[str, str]
+) -> None:
+    sink = collect_events(app)
+
+    await query(client, big, "SELECT count(*) FROM numbers a, numbers b, numbers c", timeout_ms=100)
+
+    (event,) = [event for event in sink.events if isinstance(event, QueryExecuted)]
+    assert event.status == "timeout"
+    assert event.execution_time_ms >= 100
