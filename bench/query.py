@@ -519,6 +519,11 @@ def run(options: Options, database: str, folder: Path) -> dict[tuple[str, str], 
         # One user sends every request: let it run as many queries at once as there are
         # connections (the per-user check still runs), or the default of 4 answers 429.
         QUERY_MAX_CONCURRENT_PER_USER=str(max(options.concurrency, 4)),
+        # The floor's pool: 10 connections, no overflow. SQLAlchemy closes an overflow
+        # connection as soon as it is returned, so under steady load above the pool size
+        # every request would open a new PostgreSQL connection (a backend process).
+        DB_POOL_SIZE="10",
+        DB_MAX_OVERFLOW="0",
     )
     api_command = [sys.executable, "-m", "tablehouse", "serve", "--port", str(api_port)]
     with _process(api_command, api_env, api_port, folder / "api.log"):

@@ -343,3 +343,46 @@ async def test_values_of_every_field_type_come_back_as_json(
         assert values[4] == {"a": [1, 2]}
         types = [column["type"] for column in response.json()["columns"]]
         assert types == ["uuid", "datetime", "date", "boolean", "json", "float"]
+
+
+async def test_changed_dataset_is_queried_as_it_is_now(
+    client: httpx.AsyncClient, ada: dict[str, str]
+) -> None:
+    """Statements are prepared once per connection and dataset version: a change to the
+    dataset (a new field) is seen by the very next query of the same text."""
+    sql = "SELECT * FROM customers WHERE id = :id"
+    before = await query(client, ada, sql, params={"id": 1})
+    changed = await client.patch(
+        "/api/v1/schemas/customers",
+        json={"changes": [{"op": "add_field", "field": {"name": "vip", "type": "boolean"}}]},
+        headers=ada,
+    )
+    assert changed.status_code == 200, changed.text
+
+    after = await query(client, ada, sql, params={"id": 1})
+
+    assert [column["name"] for column in before.json()["columns"]] == ["id", "name", "city"]
+    assert after.status_code == 200, after.text
+    assert [column["name"] for column in after.json()["columns"]] == ["id", "name", "city", "vip"]
+    assert after.json()["rows"] == [[1, "Ada", "London", None]]
+
+
+async def test_dataset_made_anew_under_the_same_name_is_queried(
+    client: httpx.AsyncClient, ada: dict[str, str]
+) -> None:
+    sql = "SELECT count(*) FROM customers"
+    assert await rows_of(client, ada, sql) == [[3]]
+    dropped = await client.delete("/api/v1/schemas/customers", headers=ada)
+    assert dropped.status_code == 204
+    gone = await query(client, ada, sql)
+    await client.post(
+        "/api/v1/schemas",
+        json={
+            "name": "customers",
+            "fields": [{"name": "id", "type": "integer", "primary_key": True}],
+        },
+        headers=ada,
+    )
+
+    assert gone.status_code == 404
+    assert await rows_of(client, ada, sql) == [[0]]

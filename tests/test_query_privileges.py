@@ -49,7 +49,10 @@ async def run_unguarded(runtime: Runtime, sql: str, tables: dict[str, str]) -> l
         else SqliteBackend()
     )
     statement = Statement(sql=sql, parameters=(), values={}, tables=tables)
-    async with open_cursor(engine, backend, statement, timeout_ms=2000) as cursor:
+    async with (
+        engine.connect() as connection,
+        open_cursor(connection, backend, statement, timeout_ms=2000) as cursor,
+    ):
         return [list(row) for row in await cursor.fetch(100)]
 
 

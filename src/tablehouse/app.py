@@ -8,7 +8,6 @@ from contextlib import asynccontextmanager
 
 import structlog
 from fastapi import FastAPI
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tablehouse import __version__
 from tablehouse.api.errors import install_error_handlers
@@ -17,7 +16,7 @@ from tablehouse.api.runtime import Runtime
 from tablehouse.config import Settings, load_settings
 from tablehouse.core.database import (
     create_engine,
-    create_query_engine,
+    create_read_engine,
     create_session_factory,
     wait_for_database,
 )
@@ -38,15 +37,13 @@ log = structlog.get_logger(__name__)
 def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = create_engine(settings)
-        query_engine = create_query_engine(settings)
+        engines = _Engines(settings)
         try:
-            app.state.runtime = await _start(settings, engine, query_engine)
+            app.state.runtime = await _start(settings, engines)
             yield
             log.info("app.stopping")
         finally:
-            await query_engine.dispose()
-            await engine.dispose()
+            await engines.dispose()
 
     app = FastAPI(
         title="Tablehouse",
@@ -61,18 +58,28 @@ def create_app(settings: Settings) -> FastAPI:
     return app
 
 
-async def _start(settings: Settings, engine: AsyncEngine, query_engine: AsyncEngine) -> Runtime:
-    try:
-        await wait_for_database(
-            engine, attempts=settings.db_startup_attempts, delay=settings.db_startup_retry_delay
+class _Engines:
+    """Writes, reads, and users' SQL (the reads engine unless DATABASE_READ_URL is set)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.main = create_engine(settings)
+        self.reads = create_read_engine(settings)
+        self.queries = (
+            create_read_engine(settings, replica=True) if settings.database_read_url else self.reads
         )
-        if settings.database_read_url:
-            await wait_for_database(
-                query_engine,
-                attempts=settings.db_startup_attempts,
-                delay=settings.db_startup_retry_delay,
-            )
-        await check_query_role(query_engine, settings.query_database_role)
+
+    async def dispose(self) -> None:
+        for engine in {self.main, self.reads, self.queries}:
+            await engine.dispose()
+
+
+async def _start(settings: Settings, engines: _Engines) -> Runtime:
+    attempts, delay = settings.db_startup_attempts, settings.db_startup_retry_delay
+    try:
+        await wait_for_database(engines.main, attempts=attempts, delay=delay)
+        if engines.queries is not engines.reads:
+            await wait_for_database(engines.queries, attempts=attempts, delay=delay)
+        await check_query_role(engines.queries, settings.query_database_role)
         secret = jwt_signing_secret(settings) if settings.jwt_algorithm.startswith("HS") else None
         tokens = TokenCodec(settings, secret)
     except TablehouseError as exc:  # an expected failure: say what, not where
@@ -90,13 +97,13 @@ async def _start(settings: Settings, engine: AsyncEngine, query_engine: AsyncEng
         gc.freeze()
     return Runtime(
         settings=settings,
-        engine=engine,
-        session_factory=create_session_factory(engine),
-        read_session_factory=create_session_factory(engine, reads_only=True),
+        engine=engines.main,
+        session_factory=create_session_factory(engines.main),
+        read_session_factory=create_session_factory(engines.reads, reads_only=True),
         tokens=tokens,
         passwords=Passwords(settings),
         mailer=create_mailer(settings),
-        query_engine=query_engine,
+        query_engine=engines.queries,
         query_slots=ConcurrencyLimit(
             settings.query_max_concurrent_per_user,
             what="queries per user",

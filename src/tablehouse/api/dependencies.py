@@ -12,7 +12,9 @@ from tablehouse.api.runtime import Runtime
 from tablehouse.core.database import uow
 
 
-def get_runtime(request: Request) -> Runtime:
+# Dependencies are coroutines even when they do not await: FastAPI runs a plain function in
+# a thread pool, and that hop costs more than the call itself.
+async def get_runtime(request: Request) -> Runtime:
     return cast(Runtime, request.app.state.runtime)
 
 

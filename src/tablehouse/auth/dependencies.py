@@ -24,21 +24,21 @@ bearer = OAuth2PasswordBearer(
 )
 
 
-def utc_now() -> datetime:
+async def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
 Now = Annotated[datetime, Depends(utc_now)]
 
 
-def get_issuer(runtime: RuntimeDep) -> Issuer:
+async def get_issuer(runtime: RuntimeDep) -> Issuer:
     return Issuer(codec=runtime.tokens, settings=runtime.settings)
 
 
 IssuerDep = Annotated[Issuer, Depends(get_issuer)]
 
 
-def get_client(request: Request) -> Client:
+async def get_client(request: Request) -> Client:
     return Client(
         address=request.client.host if request.client else None,
         user_agent=request.headers.get("user-agent"),

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Result, delete, func, select, update
+from sqlalchemy import CursorResult, Result, bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload
 
@@ -63,16 +63,27 @@ async def add(session: AsyncSession, row: object) -> None:
     await session.flush()
 
 
+# Every authenticated request runs one of these two: built once, not per request.
+_SESSION_WITH_USER = (
+    select(AuthSession)
+    .options(joinedload(AuthSession.user))
+    .where(AuthSession.id == bindparam("session_id"))
+)
+_API_KEY_WITH_USER = (
+    select(ApiKey).options(joinedload(ApiKey.user)).where(ApiKey.prefix == bindparam("prefix"))
+)
+
+
 async def session_with_user(
     session: AsyncSession, session_id: uuid.UUID, *, fresh: bool = False
 ) -> AuthSession | None:
     """``fresh`` re-reads a row this session may hold already (another request changed it)."""
-    return await session.scalar(
-        select(AuthSession)
-        .options(joinedload(AuthSession.user))
-        .where(AuthSession.id == session_id)
-        .execution_options(populate_existing=fresh)
+    statement = (
+        _SESSION_WITH_USER.execution_options(populate_existing=True)
+        if fresh
+        else _SESSION_WITH_USER
     )
+    return await session.scalar(statement, {"session_id": session_id})
 
 
 async def session_by_refresh_hash(session: AsyncSession, token_hash: str) -> AuthSession | None:
@@ -166,9 +177,7 @@ async def touch_session(
 
 
 async def api_key_with_user(session: AsyncSession, prefix: str) -> ApiKey | None:
-    return await session.scalar(
-        select(ApiKey).options(joinedload(ApiKey.user)).where(ApiKey.prefix == prefix)
-    )
+    return await session.scalar(_API_KEY_WITH_USER, {"prefix": prefix})
 
 
 async def api_keys_of(session: AsyncSession, user_id: uuid.UUID) -> list[ApiKey]:

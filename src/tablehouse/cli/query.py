@@ -75,12 +75,7 @@ async def _answer(settings: Settings, email: str, body: dict[str, Any]) -> dict[
     from tablehouse.auth import repository
     from tablehouse.auth.accounts import normalise_email
     from tablehouse.auth.principal import ALL_SCOPES, Principal
-    from tablehouse.core.database import (
-        create_engine,
-        create_query_engine,
-        create_session_factory,
-        uow,
-    )
+    from tablehouse.core.database import create_read_engine, create_session_factory, uow
     from tablehouse.core.events import LoggingEventSink
     from tablehouse.core.limits import ConcurrencyLimit
     from tablehouse.query import service
@@ -90,23 +85,26 @@ async def _answer(settings: Settings, email: str, body: dict[str, Any]) -> dict[
         request = QueryRequest.model_validate(body)
     except ValidationError as exc:
         raise TablehouseError(exc.errors()[0]["msg"], code="invalid_request") from None
-    engine, query_engine = create_engine(settings), create_query_engine(settings)
+    reads = create_read_engine(settings)
+    replica = settings.database_read_url
+    queries = create_read_engine(settings, replica=True) if replica else reads
     target = service.target_for(
         settings,
-        query_engine,
+        queries,
         slots=ConcurrencyLimit(1, what="queries", code="too_many_concurrent_queries"),
         events=LoggingEventSink(),
+        on_session_connection=not replica,
     )
     try:
-        async with uow(create_session_factory(engine, reads_only=True)) as session:
+        async with uow(create_session_factory(reads, reads_only=True)) as session:
             user = await repository.user_by_email(session, normalise_email(email))
             if user is None or not user.is_active:
                 raise TablehouseError(f"no active user with email {email}", code="unknown_user")
             caller = Principal(user=user, scopes=ALL_SCOPES)
             document = await service.answer(session, caller=caller, request=request, target=target)
     finally:
-        await query_engine.dispose()
-        await engine.dispose()
+        await queries.dispose()
+        await reads.dispose()
     parsed: dict[str, Any] = orjson.loads(document)
     return parsed
 

@@ -53,14 +53,21 @@ def create_engine(settings: Settings) -> AsyncEngine:
     return _pooled_engine(database_url(settings), settings)
 
 
-def create_query_engine(settings: Settings) -> AsyncEngine:
-    """The engine users' SQL runs on: its own pool, so a burst of slow queries cannot take
-    the connections that sign-ins and writes need. On SQLite its connections are
-    ``query_only``: the database itself refuses any write made through them."""
-    return _pooled_engine(database_url(settings, for_queries=True), settings, query_only=True)
+def create_read_engine(settings: Settings, *, replica: bool = False) -> AsyncEngine:
+    """The engine for units of work that only read, and for users' SQL.
+
+    On PostgreSQL its connections are in AUTOCOMMIT: a read needs no BEGIN and COMMIT round
+    trips, and the query executor opens its own READ ONLY transaction. On SQLite they are
+    ``query_only``: the database itself refuses any write made through them. ``replica``:
+    on ``DATABASE_READ_URL`` instead of ``DATABASE_URL``.
+    """
+    return _pooled_engine(database_url(settings, for_queries=replica), settings, reads=True)
 
 
-def _pooled_engine(url: URL, settings: Settings, *, query_only: bool = False) -> AsyncEngine:
+def _pooled_engine(url: URL, settings: Settings, *, reads: bool = False) -> AsyncEngine:
+    options: dict[str, Any] = {}
+    if reads and url.get_backend_name() == "postgresql":
+        options["isolation_level"] = "AUTOCOMMIT"
     engine = create_async_engine(
         url,
         pool_size=settings.db_pool_size,
@@ -69,9 +76,10 @@ def _pooled_engine(url: URL, settings: Settings, *, query_only: bool = False) ->
         pool_recycle=settings.db_pool_recycle,
         pool_pre_ping=settings.db_pool_pre_ping,
         connect_args=_connect_args(url, settings),
+        **options,
     )
     if url.get_backend_name() == "sqlite":
-        _apply_sqlite_pragmas(engine, settings.sqlite_busy_timeout_ms, query_only=query_only)
+        _apply_sqlite_pragmas(engine, settings.sqlite_busy_timeout_ms, query_only=reads)
     return engine
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar, Literal
 
@@ -26,4 +26,5 @@ class QueryExecuted:
     timestamp: datetime
 
     def record(self) -> Mapping[str, Any]:
-        return asdict(self)
+        # Not dataclasses.asdict, which deep-copies every value: one event per query.
+        return {name: getattr(self, name) for name in self.__slots__}

@@ -9,13 +9,13 @@ thrown away.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Hashable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import structlog
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tablehouse.errors import BadRequest
 
@@ -31,6 +31,9 @@ class Statement:
     values: Mapping[str, Any]
     # Physical table → the name the caller wrote, so messages never show internal names.
     tables: Mapping[str, str]
+    # What the rendering depended on besides the text (the datasets' ids and versions):
+    # prepared statements are reused only while it holds.
+    identity: Hashable = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +67,18 @@ class Cursor(Protocol):
 
 
 class Backend(Protocol):
-    async def open(self, raw: Any, statement: Statement, deadline: Deadline) -> Cursor: ...
+    async def open(
+        self,
+        raw: Any,
+        statement: Statement,
+        deadline: Deadline,
+        memo: dict[Any, Any],
+        *,
+        max_rows: int | None = None,
+    ) -> Cursor:
+        """Begin and start the statement. ``memo`` lives as long as the connection;
+        ``max_rows``, when known, is the most rows the caller will fetch."""
+        ...
 
     async def close(self, raw: Any) -> bool:
         """End the transaction; False if the connection cannot be trusted any more."""
@@ -94,32 +108,38 @@ def readable(message: str, statement: Statement) -> str:
 
 @asynccontextmanager
 async def open_cursor(
-    engine: AsyncEngine, backend: Backend, statement: Statement, *, timeout_ms: int
+    connection: AsyncConnection,
+    backend: Backend,
+    statement: Statement,
+    *,
+    timeout_ms: int,
+    max_rows: int | None = None,
 ) -> AsyncIterator[Cursor]:
-    """A cursor over ``statement``'s result, valid inside the block. Database errors the
-    caller caused become 400s; the transaction is rolled back however the block ends."""
-    async with engine.connect() as connection:
-        raw = (await connection.get_raw_connection()).driver_connection
-        clean = False
+    """A cursor over ``statement``'s result, valid inside the block, on ``connection`` (which
+    must not be in a transaction). Database errors the caller caused become 400s; the
+    transaction is rolled back however the block ends, or the connection is discarded."""
+    fairy = await connection.get_raw_connection()
+    raw = fairy.driver_connection
+    clean = False
+    try:
+        deadline = Deadline(timeout_ms)
         try:
-            deadline = Deadline(timeout_ms)
-            try:
-                cursor = await backend.open(raw, statement, deadline)
-                yield _Checked(cursor, backend, statement, deadline)
-            except BadRequest:
+            cursor = await backend.open(raw, statement, deadline, fairy.info, max_rows=max_rows)
+            yield _Checked(cursor, backend, statement, deadline)
+        except BadRequest:
+            raise
+        except Exception as exc:
+            problem = backend.translate(exc, statement, deadline)
+            if problem is None:
                 raise
-            except Exception as exc:
-                problem = backend.translate(exc, statement, deadline)
-                if problem is None:
-                    raise
-                raise problem from None
-        finally:
-            try:
-                clean = await backend.close(raw)
-            except Exception as exc:  # the connection is broken; it must not be reused
-                log.warning("query.connection_discarded", error=type(exc).__name__)
-            if not clean:
-                await connection.invalidate()
+            raise problem from None
+    finally:
+        try:
+            clean = await backend.close(raw)
+        except Exception as exc:  # the connection is broken; it must not be reused
+            log.warning("query.connection_discarded", error=type(exc).__name__)
+        if not clean:
+            await connection.invalidate()
 
 
 class _Checked:

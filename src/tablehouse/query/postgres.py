@@ -7,6 +7,7 @@ import asyncio
 import datetime as dt
 import decimal
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -19,6 +20,9 @@ from tablehouse.query.execution import Column, Deadline, Row, Statement, query_t
 BATCH_ROWS = 1000
 # The server's statement_timeout should fire first; this is the backstop if it cannot.
 CLIENT_GRACE_SECONDS = 0.5
+# Prepared statements kept per connection, most recently used first out last.
+PREPARED_PER_CONNECTION = 200
+_PREPARED = "tablehouse.query.prepared"
 
 TYPE_NAMES = {
     "int2": "integer",
@@ -98,23 +102,33 @@ CONVERTERS: dict[str, Callable[[Any], Any]] = {
 
 
 class PostgresCursor:
+    """Rows fetched at once (``rows``) or read from an open portal in batches (``portal``)."""
+
     def __init__(
         self,
         raw: asyncpg.Connection,
-        rows: Any,
         columns: list[Column],
         tables: list[str],
+        *,
+        rows: list[Row] | None = None,
+        portal: Any = None,
     ) -> None:
         self.columns = columns
         self._raw = raw
-        self._rows = rows
         self._tables = tables
+        self._rows = rows
+        self._taken = 0
+        self._portal = portal
 
     async def fetch(self, count: int) -> list[Row]:
-        batch: list[Row] = []
+        if self._rows is not None:
+            batch = self._rows[self._taken : self._taken + count]
+            self._taken += len(batch)
+            return batch
+        batch = []
         try:
             while len(batch) < count:
-                batch.append(await self._rows.__anext__())
+                batch.append(await self._portal.__anext__())
         except StopAsyncIteration:
             pass
         return batch
@@ -127,19 +141,36 @@ class PostgresBackend:
     def __init__(self, role: str) -> None:
         self._begin = f'BEGIN READ ONLY; SET LOCAL ROLE "{role}"'
 
-    async def open(self, raw: Any, statement: Statement, deadline: Deadline) -> PostgresCursor:
+    async def open(
+        self,
+        raw: Any,
+        statement: Statement,
+        deadline: Deadline,
+        memo: dict[Any, Any],
+        *,
+        max_rows: int | None = None,
+    ) -> PostgresCursor:
+        """With ``max_rows`` the statement is wrapped in a LIMIT and its rows come back in one
+        round trip; without, they are read through a portal as the caller asks for them."""
         timeout = deadline.remaining() + CLIENT_GRACE_SECONDS
         await raw.execute(
             f"{self._begin}; SET LOCAL statement_timeout = {deadline.timeout_ms}", timeout=timeout
         )
-        prepared = await raw.prepare(statement.sql, timeout=timeout)
+        sql = statement.sql
+        if max_rows is not None:
+            sql = f"SELECT * FROM ({sql}) AS result LIMIT ${len(statement.parameters) + 1}"
+        prepared = await _prepared(raw, memo, (sql, statement.identity), timeout)
         arguments = _arguments(prepared.get_parameters(), statement)
         columns = [
             Column(attribute.name, TYPE_NAMES.get(attribute.type.name, attribute.type.name))
             for attribute in prepared.get_attributes()
         ]
-        rows = prepared.cursor(*arguments, prefetch=BATCH_ROWS, timeout=timeout).__aiter__()
-        return PostgresCursor(raw, rows, columns, list(statement.tables))
+        tables = list(statement.tables)
+        if max_rows is not None:
+            rows = await prepared.fetch(*arguments, max_rows, timeout=timeout)
+            return PostgresCursor(raw, columns, tables, rows=rows)
+        portal = prepared.cursor(*arguments, prefetch=BATCH_ROWS, timeout=timeout).__aiter__()
+        return PostgresCursor(raw, columns, tables, portal=portal)
 
     async def close(self, raw: Any) -> bool:
         if raw.is_closed():
@@ -175,9 +206,25 @@ def _is_users_mistake(error: asyncpg.PostgresError) -> bool:
     return sqlstate[:2] in {"21", "22", "23", "2F", "38", "39", "42", "0A", "P0"}
 
 
+async def _prepared(raw: Any, memo: dict[Any, Any], key: tuple[str, Any], wait: float) -> Any:
+    """The connection's prepared statement for ``key`` (the SQL and the versions of the
+    datasets it reads), preparing it on first use: a repeated query skips a round trip."""
+    cache: OrderedDict[tuple[str, Any], Any] = memo.setdefault(_PREPARED, OrderedDict())
+    prepared = cache.get(key)
+    if prepared is None:
+        prepared = await raw.prepare(key[0], timeout=wait)
+        cache[key] = prepared
+        if len(cache) > PREPARED_PER_CONNECTION:
+            cache.popitem(last=False)  # asyncpg deallocates it on the server once collected
+    else:
+        cache.move_to_end(key)
+    return prepared
+
+
 def _arguments(types: Any, statement: Statement) -> list[Any]:
     arguments = []
-    for name, pg_type in zip(statement.parameters, types, strict=True):
+    # A wrapping LIMIT adds a parameter of its own after the statement's.
+    for name, pg_type in zip(statement.parameters, types, strict=False):
         value = statement.values[name]
         convert = CONVERTERS.get(pg_type.name)
         if value is None or convert is None:

@@ -20,12 +20,14 @@ STREAM_TYPES: dict[str, service.StreamFormat] = {
 }
 
 
-def get_target(runtime: RuntimeDep) -> service.QueryTarget:
+async def get_target(runtime: RuntimeDep) -> service.QueryTarget:
+    settings = runtime.settings
     return service.target_for(
-        runtime.settings,
+        settings,
         runtime.query_engine,
         slots=runtime.query_slots,
         events=runtime.events,
+        on_session_connection=not settings.database_read_url,
     )
 
 

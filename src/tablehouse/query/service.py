@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal
 
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from tablehouse.auth.principal import Principal
 from tablehouse.config import Settings
@@ -45,10 +46,18 @@ class QueryTarget:
     limits: Limits
     slots: ConcurrencyLimit
     events: EventSink
+    # The request's own read connection may run the statement (PostgreSQL, no replica):
+    # one connection per query instead of two.
+    on_session_connection: bool = False
 
 
 def target_for(
-    settings: Settings, engine: AsyncEngine, *, slots: ConcurrencyLimit, events: EventSink
+    settings: Settings,
+    engine: AsyncEngine,
+    *,
+    slots: ConcurrencyLimit,
+    events: EventSink,
+    on_session_connection: bool = False,
 ) -> QueryTarget:
     backend: Backend
     dialect: guard.Backend
@@ -67,6 +76,7 @@ def target_for(
         ),
         slots=slots,
         events=events,
+        on_session_connection=on_session_connection and dialect == "postgresql",
     )
 
 
@@ -108,6 +118,7 @@ async def plan(
         parameters=analysis.parameters,
         values=request.params,
         tables={source.table_name: source.name for source in sources.values()},
+        identity=written,
     )
     return Plan(
         statement=statement,
@@ -162,9 +173,16 @@ async def answer(
     ):
         planned = await plan(session, caller=caller, request=request, target=target)
         outcome.executing()
-        async with open_cursor(
-            target.engine, target.backend, planned.statement, timeout_ms=planned.timeout_ms
-        ) as cursor:
+        async with (
+            _connection(session, target) as connection,
+            open_cursor(
+                connection,
+                target.backend,
+                planned.statement,
+                timeout_ms=planned.timeout_ms,
+                max_rows=planned.max_rows + 1,
+            ) as cursor,
+        ):
             collected = await results.collect(
                 cursor, max_rows=planned.max_rows, max_bytes=target.limits.max_bytes
             )
@@ -216,9 +234,15 @@ async def _streamed(
     ):
         outcome.executing()
         try:
-            async with open_cursor(
-                target.engine, target.backend, planned.statement, timeout_ms=planned.timeout_ms
-            ) as cursor:
+            async with (
+                target.engine.connect() as connection,
+                open_cursor(
+                    connection,
+                    target.backend,
+                    planned.statement,
+                    timeout_ms=planned.timeout_ms,
+                ) as cursor,
+            ):
                 async for chunk in encoder(cursor, max_rows=planned.max_rows, sent=sent):
                     started_sending = True
                     yield chunk
@@ -235,6 +259,15 @@ async def _streamed(
             outcome.bytes_read = sent.size
             if not outcome.execution_time_ms:
                 outcome.measured()
+
+
+@asynccontextmanager
+async def _connection(session: AsyncSession, target: QueryTarget) -> AsyncIterator[AsyncConnection]:
+    if target.on_session_connection:
+        yield await session.connection()
+        return
+    async with target.engine.connect() as connection:
+        yield connection
 
 
 async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:

@@ -75,7 +75,15 @@ class SqliteBackend:
     def __init__(self, functions: frozenset[str] = AUTHORIZED_FUNCTIONS) -> None:
         self._functions = functions
 
-    async def open(self, raw: Any, statement: Statement, deadline: Deadline) -> SqliteCursor:
+    async def open(
+        self,
+        raw: Any,
+        statement: Statement,
+        deadline: Deadline,
+        memo: dict[Any, Any],
+        *,
+        max_rows: int | None = None,
+    ) -> SqliteCursor:
         await raw.execute("BEGIN")
         await raw.set_progress_handler(lambda: 1 if deadline.passed() else 0, PROGRESS_STEPS)
         await raw.set_authorizer(authorizer(frozenset(statement.tables), self._functions))
