@@ -10,7 +10,7 @@ from sqlglot.errors import UnsupportedError
 
 from tablehouse.errors import QueryRefused
 from tablehouse.query import functions
-from tablehouse.query.parsing import DIALECTS, Backend, generate, refused_at, start
+from tablehouse.query.parsing import DIALECTS, Backend, generate, refused_at, start_of
 
 # The most characters or bytes one call of repeat/lpad/rpad/randomblob/zeroblob may build.
 MAX_GENERATED_SIZE = 1_000_000
@@ -306,7 +306,7 @@ class StatementChecks:
             return str(node.this).upper()
         if isinstance(node, exp.Into):
             return "SELECT ... INTO"
-        start = start(node)
+        start = start_of(node)
         word = _WORD.match(self.sql, start) if start is not None else None
         return word.group().upper() if word else node.key.upper()
 
@@ -322,7 +322,7 @@ class StatementChecks:
         return call.sql(dialect=DIALECTS[self.backend][0])
 
     def parameter_text(self, node: exp.Expr) -> str:
-        start = start(node)
+        start = start_of(node)
         written = _PARAMETER_TEXT.match(self.sql, start) if start is not None else None
         return written.group() if written else node.sql()
 
@@ -358,5 +358,3 @@ _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrst
 def ascii_lower(name: str) -> str:
     # Both backends fold only ASCII letters in names; lower() would fold more.
     return name.translate(_ASCII_LOWER)
-
-

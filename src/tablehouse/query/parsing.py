@@ -21,7 +21,7 @@ Backend = Literal["postgresql", "sqlite"]
 
 def parse(sql: str, backend: Backend) -> exp.Expr:
     """The one statement in ``sql``, parsed, or QueryRefused (syntax, none, several)."""
-    dialect, parser = _DIALECTS[backend]
+    dialect, parser = DIALECTS[backend]
     try:
         tokens = dialect.tokenize(sql)
     except TokenError as error:
@@ -37,8 +37,7 @@ def parse(sql: str, backend: Backend) -> exp.Expr:
     if len(statements) > 1:
         line, column = line_column(sql, statements[1][0].start)
         raise QueryRefused(
-            f"only one statement may be sent; found a second one at line {line}, "
-            f"column {column}",
+            f"only one statement may be sent; found a second one at line {line}, column {column}",
             code="multiple_statements",
             line=line,
             column=column,
@@ -52,7 +51,6 @@ def parse(sql: str, backend: Backend) -> exp.Expr:
     return tree
 
 
-
 def generate(tree: exp.Expr, backend: Backend) -> str:
     # RAISE: sqlglot otherwise drops what the dialect cannot express, with only a log line.
     dialect = DIALECTS[backend][0]
@@ -61,14 +59,14 @@ def generate(tree: exp.Expr, backend: Backend) -> str:
 
 def refused_at(sql: str, message: str, code: str, at: exp.Expr | int | None) -> QueryRefused:
     """A refusal pointing at ``at`` (a node, or an offset into ``sql``) when it is known."""
-    offset = start(at) if isinstance(at, exp.Expr) else at
+    offset = start_of(at) if isinstance(at, exp.Expr) else at
     if offset is None:
         return QueryRefused(message, code=code)
     line, column = line_column(sql, offset)
     return QueryRefused(message, code=code, line=line, column=column)
 
 
-def start(node: exp.Expr) -> int | None:
+def start_of(node: exp.Expr) -> int | None:
     own = node.meta_get("start")
     if isinstance(own, int):
         return own
@@ -182,7 +180,3 @@ DIALECTS: dict[Backend, tuple[Dialect, type[Parser]]] = {
     "postgresql": (Dialect.get_or_raise("postgres"), _PostgresParser),
     "sqlite": (Dialect.get_or_raise("sqlite"), _SQLiteParser),
 }
-
-
-
-
