@@ -8,12 +8,14 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 from fastapi import FastAPI
+from sqlalchemy.engine import make_url
 
 from tablehouse.api.runtime import Runtime
 from tablehouse.app import create_app
 from tablehouse.config import Settings
 from tests.accounts import bearer, signed_up
 from tests.query_helpers import QUERY, shop
+from tests.tcp_proxy import TcpProxy
 
 
 @pytest.fixture
@@ -49,3 +51,53 @@ async def test_queries_run_on_the_read_engine(
     assert streamed.text.splitlines() == ["id", "10", "11", "12", "13", "14"]
     assert runtime.query_engine is not runtime.engine
     assert runtime.query_engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+
+
+async def test_readiness_shows_the_read_pool_and_the_replica(
+    replica_client: tuple[FastAPI, httpx.AsyncClient],
+) -> None:
+    _, client = replica_client
+
+    body = (await client.get("/health/ready")).json()
+
+    assert body["status"] == "ok"
+    assert set(body["database"]["read_pool"]) == {"size", "checked_in", "checked_out", "overflow"}
+    assert body["replica"]["status"] == "ok"
+
+
+async def test_unreachable_replica_makes_the_instance_unready_and_queries_503(
+    settings: Settings, backend: str
+) -> None:
+    if backend != "postgresql":
+        pytest.skip("a replica that stops answering needs a server")
+    primary = make_url(settings.database_url)
+    with TcpProxy(primary.host or "127.0.0.1", primary.port or 5432) as proxy:
+        replica_url = primary.set(host="127.0.0.1", port=proxy.port)
+        app = create_app(
+            settings.model_copy(
+                update={
+                    "database_read_url": replica_url.render_as_string(hide_password=False),
+                    "db_connect_timeout": 2.0,
+                }
+            )
+        )
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://test"
+            ) as client,
+        ):
+            headers = bearer((await signed_up(client, "ada@example.com"))["access_token"])
+            await shop(client, headers)
+            proxy.cut()
+
+            ready = await client.get("/health/ready")
+            answered = await client.post(
+                QUERY, json={"sql": "SELECT count(*) FROM orders"}, headers=headers
+            )
+
+    assert ready.status_code == 503
+    assert ready.json()["database"]["status"] == "ok"
+    assert ready.json()["replica"]["status"] == "unreachable"
+    assert answered.status_code == 503, answered.text
+    assert answered.headers["retry-after"]

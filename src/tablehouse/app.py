@@ -103,6 +103,7 @@ async def _start(settings: Settings, engines: _Engines) -> Runtime:
         tokens=tokens,
         passwords=Passwords(settings),
         mailer=create_mailer(settings),
+        read_engine=engines.reads,
         query_engine=engines.queries,
         query_slots=ConcurrencyLimit(
             settings.query_max_concurrent_per_user,

@@ -170,6 +170,10 @@ class ServiceUnavailable(TablehouseError):
     status_code = 503
     code = "service_unavailable"
 
+    @property
+    def headers(self) -> Mapping[str, str]:
+        return {"Retry-After": "1"}
+
 
 class DatabaseUnavailable(ServiceUnavailable):
     code = "database_unavailable"

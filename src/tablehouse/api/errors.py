@@ -8,7 +8,8 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tablehouse.errors import TablehouseError
@@ -47,24 +48,35 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def _database_error(request: Request, exc: Exception) -> JSONResponse:
-    """SQLite's single writer is busy past the busy timeout: a retryable 503, not a bug."""
-    assert isinstance(exc, OperationalError)
-    if "database is locked" not in str(exc.orig):
-        raise exc
+def _retry_shortly(detail: str, code: str) -> JSONResponse:
     return JSONResponse(
-        {
-            "detail": "the database is busy with another write; retry shortly",
-            "code": "database_busy",
-        },
-        status_code=503,
-        headers={"Retry-After": "1"},
+        {"detail": detail, "code": code}, status_code=503, headers={"Retry-After": "1"}
     )
+
+
+async def _database_error(_request: Request, exc: Exception) -> JSONResponse:
+    """The database could not take the request now: a retryable 503, not a bug. Any other
+    database error is one, and goes on to become a 500."""
+    if isinstance(exc, OperationalError) and "database is locked" in str(exc.orig):
+        # SQLite's single writer stayed busy past the busy timeout.
+        return _retry_shortly(
+            "the database is busy with another write; retry shortly", "database_busy"
+        )
+    if isinstance(exc, PoolTimeout):
+        return _retry_shortly("every database connection is in use; retry shortly", "database_busy")
+    if isinstance(exc, ConnectionError) or (
+        isinstance(exc, DBAPIError) and exc.connection_invalidated
+    ):
+        return _retry_shortly(
+            "the database is not answering; retry shortly", "database_unavailable"
+        )
+    raise exc
 
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(TablehouseError, _domain_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(OperationalError, _database_error)
+    for error in (DBAPIError, PoolTimeout, ConnectionError):
+        app.add_exception_handler(error, _database_error)
     # Unexpected exceptions are answered by RequestContextMiddleware, which wraps the commit.

@@ -24,7 +24,9 @@ class Runtime:
     tokens: TokenCodec
     passwords: Passwords
     mailer: Mailer
-    # Users' SQL runs on its own engine (a read replica when DATABASE_READ_URL is set).
+    # Reads (GET, and endpoints marked reads_only) have their own pool; users' SQL runs on
+    # it too, or on a read replica's engine when DATABASE_READ_URL is set.
+    read_engine: AsyncEngine
     query_engine: AsyncEngine
     query_slots: ConcurrencyLimit
     events: EventSink

@@ -20,7 +20,13 @@ async def liveness() -> Liveness:
     responses={503: {"model": Readiness, "description": "a store is unreachable"}},
 )
 async def ready(runtime: RuntimeDep, response: Response) -> Readiness:
-    result = await service.readiness(runtime.engine, within=runtime.settings.db_connect_timeout)
+    replica = runtime.query_engine if runtime.query_engine is not runtime.read_engine else None
+    result = await service.readiness(
+        runtime.engine,
+        reads=runtime.read_engine,
+        replica=replica,
+        within=runtime.settings.db_connect_timeout,
+    )
     if result.status != "ok":
         response.status_code = 503
     return result

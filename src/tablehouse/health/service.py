@@ -26,6 +26,20 @@ async def check_database(engine: AsyncEngine, *, within: float) -> DatabaseState
     )
 
 
-async def readiness(engine: AsyncEngine, *, within: float) -> Readiness:
+async def readiness(
+    engine: AsyncEngine,
+    *,
+    reads: AsyncEngine,
+    replica: AsyncEngine | None = None,
+    within: float,
+) -> Readiness:
+    """The primary database, with both its pools; and the replica queries run on, if any.
+    Not ready when either cannot answer: this instance could not serve every request."""
     database = await check_database(engine, within=within)
-    return Readiness(status="ok" if database.status == "ok" else "unavailable", database=database)
+    database.read_pool = pool_figures(reads)
+    replica_state = None if replica is None else await check_database(replica, within=within)
+    states = [database] if replica_state is None else [database, replica_state]
+    ready = all(state.status == "ok" for state in states)
+    return Readiness(
+        status="ok" if ready else "unavailable", database=database, replica=replica_state
+    )

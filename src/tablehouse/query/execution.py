@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tablehouse.errors import BadRequest
+from tablehouse.errors import BadRequest, TablehouseError
 
 log = structlog.get_logger(__name__)
 
@@ -86,8 +86,9 @@ class Backend(Protocol):
 
     def translate(
         self, error: BaseException, statement: Statement, deadline: Deadline
-    ) -> BadRequest | None:
-        """The user's mistake in ``error``, or None if it is not one."""
+    ) -> TablehouseError | None:
+        """What ``error`` means for the caller (their mistake, or a database that cannot
+        answer now), or None for a bug."""
         ...
 
 
@@ -126,7 +127,7 @@ async def open_cursor(
         try:
             cursor = await backend.open(raw, statement, deadline, fairy.info, max_rows=max_rows)
             yield _Checked(cursor, backend, statement, deadline)
-        except BadRequest:
+        except TablehouseError:
             raise
         except Exception as exc:
             problem = backend.translate(exc, statement, deadline)

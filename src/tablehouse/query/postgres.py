@@ -13,7 +13,7 @@ from typing import Any
 
 import asyncpg
 
-from tablehouse.errors import BadRequest, QueryRefused
+from tablehouse.errors import BadRequest, DatabaseUnavailable, QueryRefused, TablehouseError
 from tablehouse.query.execution import Column, Deadline, Row, Statement, query_timeout, readable
 
 # Rows fetched per round trip; a JSON answer asks for the cap + 1 rows at most.
@@ -181,9 +181,11 @@ class PostgresBackend:
 
     def translate(
         self, error: BaseException, statement: Statement, deadline: Deadline
-    ) -> BadRequest | None:
+    ) -> TablehouseError | None:
         if isinstance(error, asyncpg.QueryCanceledError | asyncio.TimeoutError | TimeoutError):
             return query_timeout(deadline)
+        if _connection_lost(error):
+            return DatabaseUnavailable("the database is not answering; retry shortly")
         if isinstance(
             error, asyncpg.InsufficientPrivilegeError | asyncpg.ReadOnlySQLTransactionError
         ):
@@ -197,6 +199,14 @@ class PostgresBackend:
         if isinstance(error, asyncpg.PostgresError) and _is_users_mistake(error):
             return BadRequest(readable(str(error), statement), code="query_failed")
         return None
+
+
+def _connection_lost(error: BaseException) -> bool:
+    """The connection or the server went away (class 08, or shutting down: 57P01..57P03)."""
+    if isinstance(error, ConnectionError | asyncpg.InterfaceError):
+        return True
+    sqlstate = str(getattr(error, "sqlstate", "") or "")
+    return sqlstate.startswith("08") or sqlstate in {"57P01", "57P02", "57P03"}
 
 
 def _is_users_mistake(error: asyncpg.PostgresError) -> bool:

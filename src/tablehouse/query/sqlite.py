@@ -8,7 +8,7 @@ import sqlite3
 from collections.abc import Callable
 from typing import Any
 
-from tablehouse.errors import BadRequest, QueryRefused
+from tablehouse.errors import BadRequest, DatabaseUnavailable, QueryRefused, TablehouseError
 from tablehouse.query.execution import Column, Deadline, Row, Statement, query_timeout, readable
 
 # The progress handler runs every this many virtual machine steps (well under a millisecond).
@@ -103,7 +103,7 @@ class SqliteBackend:
 
     def translate(
         self, error: BaseException, statement: Statement, deadline: Deadline
-    ) -> BadRequest | None:
+    ) -> TablehouseError | None:
         if not isinstance(error, sqlite3.Error):
             return None
         message = str(error)
@@ -114,6 +114,8 @@ class SqliteBackend:
                 f"the database refused this statement: {readable(message, statement)}",
                 code="not_allowed",
             )
+        if "database is locked" in message or "unable to open" in message:
+            return DatabaseUnavailable("the database is not answering; retry shortly")
         if isinstance(error, sqlite3.ProgrammingError) and "binding" in message:
             return BadRequest(readable(message, statement), code="invalid_parameter")
         if isinstance(error, sqlite3.OperationalError | sqlite3.DataError):
