@@ -13,6 +13,9 @@ from tablehouse.config import ENV_PREFIX, Settings, environment_variables, load_
 from tablehouse.core.logging import configure_logging
 from tests import databases
 
+# Analytics fixtures (one chDB path per test process, a database per test) for every module.
+pytest_plugins = ["tests.analytics_store"]
+
 
 def pytest_configure(config: pytest.Config) -> None:
     """Tests see only the settings they set: none from the developer's shell."""

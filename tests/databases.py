@@ -42,7 +42,9 @@ def settings_for(database_url: str, data_dir: Path, **overrides: object) -> Sett
         password_hash_time_cost=1,
         password_hash_memory_kib=1024,
         password_hash_parallelism=1,
-        **overrides,
+        # chDB opens one data path per process: tests that want analytics ask for it, on the
+        # process's shared path (tests/analytics_store.py).
+        **{"analytics_enabled": False, **overrides},
     )
 
 

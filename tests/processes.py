@@ -54,7 +54,12 @@ def run_tablehouse(
 
 def initialised_database(folder: Path, *, owner: str) -> dict[str, str]:
     """Settings for a fresh, migrated SQLite file in ``folder`` with one user, ``owner``."""
-    env = {"DATABASE_URL": f"sqlite+aiosqlite:///{folder / 'cli.db'}", "DATA_DIR": str(folder)}
+    env = {
+        "DATABASE_URL": f"sqlite+aiosqlite:///{folder / 'cli.db'}",
+        "DATA_DIR": str(folder),
+        # Each command would start chDB for nothing; tests/test_cli_analytics.py covers it.
+        "ANALYTICS_ENABLED": "false",
+    }
     assert run_tablehouse("db", "init", env=env).returncode == 0
     created = run_tablehouse(
         "users",

@@ -8,8 +8,10 @@ from contextlib import asynccontextmanager
 
 import structlog
 from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tablehouse import __version__
+from tablehouse.analytics.lifecycle import Analytics
 from tablehouse.api.errors import install_error_handlers
 from tablehouse.api.middleware import RequestContextMiddleware, StartupFailureMiddleware
 from tablehouse.api.runtime import Runtime
@@ -24,6 +26,7 @@ from tablehouse.core.events import LoggingEventSink
 from tablehouse.core.limits import ConcurrencyLimit
 from tablehouse.core.logging import configure_logging
 from tablehouse.core.mailer import create_mailer
+from tablehouse.core.metrics import Metrics
 from tablehouse.core.passwords import Passwords
 from tablehouse.core.security import jwt_signing_secret
 from tablehouse.core.tokens import TokenCodec
@@ -38,11 +41,17 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engines = _Engines(settings)
+        metrics.watch_pools(engines.named())
+        analytics = Analytics(settings, metrics) if settings.analytics_enabled else None
         try:
-            app.state.runtime = await _start(settings, engines)
+            app.state.runtime = await _start(settings, engines, analytics, metrics)
+            app.state.analytics = analytics
+            app.state.analytics_store = analytics.store if analytics is not None else None
             yield
             log.info("app.stopping")
         finally:
+            if analytics is not None:
+                await analytics.stop()
             await engines.dispose()
 
     app = FastAPI(
@@ -51,7 +60,9 @@ def create_app(settings: Settings) -> FastAPI:
         summary="Define datasets by schema, load rows, and query them in SQL.",
         lifespan=lifespan,
     )
-    app.add_middleware(RequestContextMiddleware)
+    metrics = Metrics()
+    app.state.metrics = metrics
+    app.add_middleware(RequestContextMiddleware, metrics=metrics)
     app.add_middleware(StartupFailureMiddleware)
     install_error_handlers(app)
     include_routers(app)
@@ -68,12 +79,20 @@ class _Engines:
             create_read_engine(settings, replica=True) if settings.database_read_url else self.reads
         )
 
+    def named(self) -> dict[str, AsyncEngine]:
+        named = {"main": self.main, "reads": self.reads}
+        if self.queries is not self.reads:
+            named["replica"] = self.queries
+        return named
+
     async def dispose(self) -> None:
         for engine in {self.main, self.reads, self.queries}:
             await engine.dispose()
 
 
-async def _start(settings: Settings, engines: _Engines) -> Runtime:
+async def _start(
+    settings: Settings, engines: _Engines, analytics: Analytics | None, metrics: Metrics
+) -> Runtime:
     attempts, delay = settings.db_startup_attempts, settings.db_startup_retry_delay
     try:
         await wait_for_database(engines.main, attempts=attempts, delay=delay)
@@ -88,6 +107,8 @@ async def _start(settings: Settings, engines: _Engines) -> Runtime:
     except Exception:
         log.exception("app.start_failed")
         raise
+    if analytics is not None:
+        await analytics.start()
     log.info("app.started", environment=settings.environment, version=__version__)
     # Everything loaded so far lives as long as the process: move it out of the collector's
     # way, or each full collection during a large ingest rescans the whole framework. Once
@@ -110,7 +131,8 @@ async def _start(settings: Settings, engines: _Engines) -> Runtime:
             what="queries per user",
             code="too_many_concurrent_queries",
         ),
-        events=LoggingEventSink(),
+        events=analytics.writer if analytics is not None else LoggingEventSink(),
+        metrics=metrics,
     )
 
 

@@ -92,6 +92,25 @@ class Settings(BaseSettings):
     ] = "tablehouse_query"
 
     analytics_url: Annotated[str, _env("ANALYTICS_URL")] = ""
+    analytics_enabled: Annotated[bool, _env("ANALYTICS_ENABLED")] = True
+    analytics_database: Annotated[
+        str, _env("ANALYTICS_DATABASE", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+    ] = "tablehouse"
+    analytics_cluster: Annotated[str | None, _env("ANALYTICS_CLUSTER")] = None
+    query_log_ttl_days: Annotated[int, _env("QUERY_LOG_TTL_DAYS", ge=1, le=36500)] = 90
+    metrics_ttl_days: Annotated[int, _env("METRICS_TTL_DAYS", ge=1, le=36500)] = 365
+    analytics_batch_size: Annotated[int, _env("ANALYTICS_BATCH_SIZE", ge=1, le=1_000_000)] = 1000
+    analytics_flush_interval_ms: Annotated[
+        int, _env("ANALYTICS_FLUSH_INTERVAL_MS", ge=10, le=3_600_000)
+    ] = 1000
+    analytics_queue_size: Annotated[int, _env("ANALYTICS_QUEUE_SIZE", ge=1)] = 100_000
+    metrics_sample_interval_seconds: Annotated[
+        float, _env("METRICS_SAMPLE_INTERVAL_SECONDS", gt=0, le=86_400)
+    ] = 15.0
+    # Unset: GET /metrics is for administrators (a login session).
+    metrics_token: Annotated[SecretStr | None, _env("METRICS_TOKEN", min_length=16)] = None
+    # Empty means DATA_DIR/analytics-spool.
+    analytics_spool_dir: Annotated[Path | None, _env("ANALYTICS_SPOOL_DIR")] = None
 
     jwt_secret: Annotated[SecretStr | None, _env("JWT_SECRET")] = None
     jwt_algorithm: Annotated[JwtAlgorithm, _upper, _env("JWT_ALGORITHM")] = "HS256"
@@ -218,6 +237,12 @@ class Settings(BaseSettings):
         if self.environment == "production" and secret is None:
             raise ValueError("JWT_SECRET must be set when ENVIRONMENT=production")
         return self
+
+    @property
+    def resolved_spool_dir(self) -> Path:
+        return (
+            (self.analytics_spool_dir or self.data_dir / "analytics-spool").expanduser().resolve()
+        )
 
     @property
     def is_sqlite(self) -> bool:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from tablehouse.analytics.metrics_router import router as metrics_router
+from tablehouse.analytics.router import router as analytics_router
 from tablehouse.auth.router import router as auth_router
 from tablehouse.auth.users_router import router as users_router
 from tablehouse.datasets.router import router as datasets_router
@@ -16,13 +18,13 @@ from tablehouse.query.router import router as query_router
 from tablehouse.rows.read_router import router as rows_read_router
 from tablehouse.rows.router import router as rows_router
 
-API_PREFIX = "/api/v1"
-
 
 def include_routers(app: FastAPI) -> None:
     app.include_router(health_router)
+    app.include_router(metrics_router)  # at /metrics, where scrapers look
     # Straight onto the app, not under one /api/v1 router: each level of nesting is matched
-    # again on every request. Routes are tried in order, so the busiest paths come first.
+    # again on every request (each router carries the whole prefix itself, api/paths.py).
+    # Routes are tried in order, so the busiest paths come first.
     for router in (
         query_router,
         rows_read_router,
@@ -30,5 +32,6 @@ def include_routers(app: FastAPI) -> None:
         datasets_router,
         users_router,
         auth_router,
+        analytics_router,
     ):
-        app.include_router(router, prefix=API_PREFIX)
+        app.include_router(router)

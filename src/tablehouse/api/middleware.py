@@ -16,6 +16,8 @@ import structlog
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from tablehouse.core.metrics import UNMATCHED_ROUTE, Metrics
+
 REQUEST_ID_HEADER = "X-Request-ID"
 # A caller's own id is kept (useful behind a proxy) only if it is short and plain.
 _ACCEPTABLE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -43,8 +45,9 @@ def _internal_error_body(request_id: str) -> bytes:
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics | None = None) -> None:
         self.app = app
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -75,13 +78,20 @@ class RequestContextMiddleware:
                 raise  # the status line is gone; all we can do is drop the connection
             await _send_internal_error(send_with_request_id, request_id)
         finally:
+            seconds = time.perf_counter() - started
             log.info(
                 "request",
                 method=scope["method"],
                 path=scope["path"],
                 status=status,
-                duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                duration_ms=round(seconds * 1000, 2),
             )
+            if self.metrics is not None:
+                # The route's template (/api/v1/schemas/{name}), never the raw path: one
+                # series per endpoint, however many names and ids users send.
+                route = scope.get("route")
+                template = getattr(route, "path", None) or UNMATCHED_ROUTE
+                self.metrics.observe_request(template, scope["method"], status, seconds)
 
 
 async def _send_internal_error(send: Send, request_id: str) -> None:

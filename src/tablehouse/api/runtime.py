@@ -11,6 +11,7 @@ from tablehouse.core.database import SessionFactory
 from tablehouse.core.events import EventSink
 from tablehouse.core.limits import ConcurrencyLimit
 from tablehouse.core.mailer import Mailer
+from tablehouse.core.metrics import Metrics
 from tablehouse.core.passwords import Passwords
 from tablehouse.core.tokens import TokenCodec
 
@@ -30,3 +31,4 @@ class Runtime:
     query_engine: AsyncEngine
     query_slots: ConcurrencyLimit
     events: EventSink
+    metrics: Metrics

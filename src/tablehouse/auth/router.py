@@ -9,6 +9,7 @@ from fastapi import APIRouter, BackgroundTasks, Depends, Query, status
 from fastapi.security import OAuth2PasswordRequestForm
 
 from tablehouse.api.dependencies import RuntimeDep, SessionDep, WriteSessionDep
+from tablehouse.api.paths import API_PREFIX
 from tablehouse.auth import accounts, api_keys, sessions
 from tablehouse.auth.dependencies import ClientDep, CurrentUser, IssuerDep, Now
 from tablehouse.auth.mail import send_later
@@ -27,7 +28,7 @@ from tablehouse.auth.schemas import (
     UserRead,
 )
 
-router = APIRouter(prefix="/auth", tags=["auth"])
+router = APIRouter(prefix=f"{API_PREFIX}/auth", tags=["auth"])
 
 
 @router.post("/register", status_code=status.HTTP_201_CREATED)

@@ -9,12 +9,13 @@ from fastapi import APIRouter, Query, status
 
 from tablehouse.api.dependencies import RuntimeDep, SessionDep
 from tablehouse.api.pagination import Limit, Offset, Page
+from tablehouse.api.paths import API_PREFIX
 from tablehouse.auth import accounts, repository
 from tablehouse.auth.dependencies import CurrentAdmin, CurrentPrincipal, CurrentUser
 from tablehouse.auth.models import Role
 from tablehouse.auth.schemas import AdminUserUpdate, UpdateMe, UserRead
 
-router = APIRouter(prefix="/users", tags=["users"])
+router = APIRouter(prefix=f"{API_PREFIX}/users", tags=["users"])
 
 
 @router.get("/me")

@@ -125,8 +125,26 @@ def init() -> None:
     from tablehouse.core import migrations
 
     typer.echo(f"database ready at revision {migrations.head_revision(settings)}")
+    if settings.analytics_enabled:
+        _init_analytics(settings)
     if settings.admin_email is not None and settings.admin_password is not None:
         typer.echo(_ensure_admin(settings, settings.admin_email, settings.admin_password))
+
+
+def _init_analytics(settings: Settings) -> None:
+    from tablehouse.analytics.store import StoreUnavailable
+    from tablehouse.cli.analytics import migrate_store
+
+    try:
+        applied = asyncio.run(migrate_store(settings))
+    except StoreUnavailable as exc:
+        raise fail(
+            f"the analytics store did not answer: {exc} (set ANALYTICS_URL, or "
+            "ANALYTICS_ENABLED=false to run without analytics)"
+        ) from None
+    typer.echo(
+        "analytics tables " + (f"created: {', '.join(applied)}" if applied else "up to date")
+    )
 
 
 def _ensure_admin(settings: Settings, email: str, password: SecretStr) -> str:

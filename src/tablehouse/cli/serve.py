@@ -4,7 +4,7 @@ from typing import Annotated
 
 import typer
 
-from tablehouse.cli.common import settings_or_exit
+from tablehouse.cli.common import EXIT_BAD_CONFIGURATION, fail, settings_or_exit
 
 
 def serve(
@@ -15,6 +15,13 @@ def serve(
 ) -> None:
     """Serve the HTTP API."""
     settings = settings_or_exit()
+    if workers > 1 and settings.analytics_enabled and settings.analytics_url.startswith("chdb:"):
+        raise fail(
+            f"--workers {workers} needs a ClickHouse server for analytics: the embedded store "
+            "(chDB) can be opened by one process only. Set ANALYTICS_URL=http://user:pass@host"
+            ":8123/db, or serve with --workers 1",
+            EXIT_BAD_CONFIGURATION,
+        )
     import uvicorn  # after the settings check, so a bad setting is reported at once
 
     uvicorn.run(

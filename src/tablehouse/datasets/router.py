@@ -9,6 +9,7 @@ from fastapi import APIRouter, Body, Query, status
 
 from tablehouse.api.dependencies import RuntimeDep, SessionDep
 from tablehouse.api.pagination import Limit, Offset, Page
+from tablehouse.api.paths import API_PREFIX
 from tablehouse.auth.dependencies import ReadAccess, WriteAccess
 from tablehouse.datasets import service
 from tablehouse.datasets.models import Schema
@@ -20,7 +21,7 @@ from tablehouse.datasets.schemas import (
     ValidationReport,
 )
 
-router = APIRouter(prefix="/schemas", tags=["schemas"])
+router = APIRouter(prefix=f"{API_PREFIX}/schemas", tags=["schemas"])
 OwnerQuery = Annotated[uuid.UUID | None, Query(description="Admins: act on another user's dataset")]
 
 

@@ -20,9 +20,24 @@ class DatabaseState(BaseModel):
     )
 
 
+class AnalyticsState(BaseModel):
+    """Where this instance's events are. An analytics store that is away never makes the
+    instance unready: events wait in the spool and are replayed when it answers."""
+
+    status: Literal["ok", "starting", "unavailable", "disabled"]
+    store: str | None = None
+    pending: int = Field(0, description="Events in memory, not yet written")
+    spooled: int = Field(0, description="Events waiting on local disk for the store")
+    dead_lettered: int = Field(0, description="Events the store refused, set aside in a file")
+    lost: int = Field(0, description="Events that could be neither written nor spooled")
+    written: int = 0
+    last_error: str | None = None
+
+
 class Readiness(BaseModel):
     status: Literal["ok", "unavailable"]
     database: DatabaseState
+    analytics: AnalyticsState = AnalyticsState(status="disabled")
     replica: DatabaseState | None = Field(
         None, description="The read replica SQL queries run on, when DATABASE_READ_URL is set"
     )

@@ -8,11 +8,12 @@ from fastapi import APIRouter, Depends, Header
 from fastapi.responses import Response, StreamingResponse
 
 from tablehouse.api.dependencies import RuntimeDep, SessionDep, reads_only
+from tablehouse.api.paths import API_PREFIX
 from tablehouse.auth.dependencies import QueryAccess
 from tablehouse.query import service
 from tablehouse.query.schemas import QueryRequest, QueryResult
 
-router = APIRouter(tags=["query"])
+router = APIRouter(prefix=API_PREFIX, tags=["query"])
 
 STREAM_TYPES: dict[str, service.StreamFormat] = {
     "text/csv": "csv",

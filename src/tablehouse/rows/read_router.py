@@ -7,13 +7,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Path, Query, Request, status
 
 from tablehouse.api.dependencies import SessionDep
+from tablehouse.api.paths import API_PREFIX
 from tablehouse.auth.dependencies import ReadAccess, WriteAccess
 from tablehouse.datasets import service as datasets
 from tablehouse.datasets.router import OwnerQuery
 from tablehouse.rows import reading, records
 from tablehouse.rows.reading import DEFAULT_LIMIT, MAX_LIMIT, CountMode, ReadRequest, RowPage
 
-router = APIRouter(prefix="/schemas", tags=["rows"])
+router = APIRouter(prefix=f"{API_PREFIX}/schemas", tags=["rows"])
 
 KEY_HELP = (
     "The row's primary key. Several key fields: the values in field order joined by ',', "

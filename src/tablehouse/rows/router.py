@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, status
 
 from tablehouse.api.dependencies import RuntimeDep, SessionDep
+from tablehouse.api.paths import API_PREFIX
 from tablehouse.auth.dependencies import WriteAccess
 from tablehouse.datasets import service as datasets
 from tablehouse.datasets.router import OwnerQuery
@@ -15,7 +16,7 @@ from tablehouse.rows import ingest
 from tablehouse.rows.schemas import IngestReport, OnInvalid
 from tablehouse.rows.writer import OnConflict
 
-router = APIRouter(prefix="/schemas", tags=["rows"])
+router = APIRouter(prefix=f"{API_PREFIX}/schemas", tags=["rows"])
 
 BODY_FORMATS = {
     "application/json": {"schema": {"oneOf": [{"type": "object"}, {"type": "array"}]}},
@@ -48,7 +49,7 @@ async def load_rows(
             "(MAX_INGEST_BYTES)"
         )
     schema = await datasets.load(session, caller=caller, name=name, owner_id=owner, lock="share")
-    return await ingest.ingest(
+    report = await ingest.ingest(
         session,
         schema=schema,
         chunks=request.stream(),
@@ -61,3 +62,5 @@ async def load_rows(
             max_bytes=settings.max_ingest_bytes,
         ),
     )
+    runtime.metrics.ingested_rows.inc(report.inserted)
+    return report

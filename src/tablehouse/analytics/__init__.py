@@ -1,0 +1,1 @@
+"""Analytics: the query log and metrics, buffered into ClickHouse."""

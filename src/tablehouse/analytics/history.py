@@ -1,0 +1,142 @@
+"""Reading the query log and the metrics back: one ClickHouse statement per question.
+
+Every value reaches ClickHouse as a server-side parameter (``{name:Type}``); the only words
+formatted into the SQL come from fixed choices (the bucket unit, the aggregate function).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from tablehouse.analytics.store import AnalyticsStore
+
+Interval = Literal["hour", "day"]
+Aggregation = Literal["avg", "sum", "min", "max", "count", "p50", "p95", "p99"]
+QUERY_LOG_COLUMNS = (
+    "query_id, user_id, query_text, status, error, execution_time_ms, rows_read, bytes_read, "
+    "timestamp"
+)
+_AGGREGATES: dict[Aggregation, str] = {
+    "avg": "avg(value)",
+    "sum": "sum(value)",
+    "min": "min(value)",
+    "max": "max(value)",
+    "count": "toFloat64(count())",
+    "p50": "quantile(0.5)(value)",
+    "p95": "quantile(0.95)(value)",
+    "p99": "quantile(0.99)(value)",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class QueryFilter:
+    """Which log rows: ``user_id`` None means every user's (administrators only)."""
+
+    user_id: uuid.UUID | None
+    since: datetime
+    until: datetime
+    status: str | None = None
+    text: str | None = None
+
+    def where(self) -> tuple[str, dict[str, Any]]:
+        clauses = [
+            "timestamp >= {since:DateTime64(3, 'UTC')}",
+            "timestamp < {until:DateTime64(3, 'UTC')}",
+        ]
+        parameters: dict[str, Any] = {"since": self.since, "until": self.until}
+        if self.user_id is not None:
+            clauses.append("user_id = {user_id:UUID}")
+            parameters["user_id"] = self.user_id
+        if self.status is not None:
+            clauses.append("status = {status:String}")
+            parameters["status"] = self.status
+        if self.text:
+            clauses.append("positionCaseInsensitiveUTF8(query_text, {text:String}) > 0")
+            parameters["text"] = self.text
+        return " AND ".join(clauses), parameters
+
+
+async def page(
+    store: AnalyticsStore, where: QueryFilter, *, limit: int, offset: int
+) -> tuple[list[dict[str, Any]], int]:
+    condition, parameters = where.where()
+    rows = await store.query(
+        f"SELECT {QUERY_LOG_COLUMNS} FROM query_logs WHERE {condition} "
+        "ORDER BY timestamp DESC, query_id LIMIT {limit:UInt32} OFFSET {offset:UInt32}",
+        {**parameters, "limit": limit, "offset": offset},
+    )
+    counted = await store.query(
+        f"SELECT count() AS total FROM query_logs WHERE {condition}", parameters
+    )
+    return rows, int(counted[0]["total"])
+
+
+async def one(
+    store: AnalyticsStore, query_id: uuid.UUID, *, user_id: uuid.UUID | None
+) -> dict[str, Any] | None:
+    """One logged query; ``user_id`` limits it to that user's (None: anyone's)."""
+    mine = "" if user_id is None else " AND user_id = {user_id:UUID}"
+    rows = await store.query(
+        f"SELECT {QUERY_LOG_COLUMNS} FROM query_logs WHERE query_id = {{query_id:UUID}}{mine} "
+        "LIMIT 1",
+        {"query_id": query_id, "user_id": user_id},
+    )
+    return rows[0] if rows else None
+
+
+async def summary(
+    store: AnalyticsStore, where: QueryFilter, *, interval: Interval
+) -> list[dict[str, Any]]:
+    """Per bucket: count, errors (any status but ok), p50/p95/p99 time, rows and bytes read."""
+    condition, parameters = where.where()
+    unit = {"hour": "HOUR", "day": "DAY"}[interval]
+    return await store.query(
+        f"SELECT toStartOfInterval(timestamp, INTERVAL 1 {unit}, 'UTC') AS bucket, "
+        "count() AS count, countIf(status != 'ok') AS errors, "
+        "quantiles(0.5, 0.95, 0.99)(execution_time_ms) AS times, "
+        "sum(rows_read) AS rows_read, sum(bytes_read) AS bytes_read "
+        f"FROM query_logs WHERE {condition} GROUP BY bucket ORDER BY bucket",
+        parameters,
+    )
+
+
+async def slowest(store: AnalyticsStore, where: QueryFilter, *, limit: int) -> list[dict[str, Any]]:
+    condition, parameters = where.where()
+    return await store.query(
+        f"SELECT {QUERY_LOG_COLUMNS} FROM query_logs WHERE {condition} "
+        "ORDER BY execution_time_ms DESC, timestamp DESC LIMIT {limit:UInt32}",
+        {**parameters, "limit": limit},
+    )
+
+
+async def by_user(store: AnalyticsStore, where: QueryFilter, *, limit: int) -> list[dict[str, Any]]:
+    condition, parameters = where.where()
+    return await store.query(
+        "SELECT user_id, count() AS count, countIf(status != 'ok') AS errors, "
+        "quantiles(0.5, 0.95, 0.99)(execution_time_ms) AS times, "
+        "sum(rows_read) AS rows_read, sum(bytes_read) AS bytes_read "
+        f"FROM query_logs WHERE {condition} GROUP BY user_id "
+        "ORDER BY count DESC, user_id LIMIT {limit:UInt32}",
+        {**parameters, "limit": limit},
+    )
+
+
+async def metric_series(
+    store: AnalyticsStore,
+    *,
+    name: str,
+    since: datetime,
+    until: datetime,
+    step_seconds: int,
+    aggregation: Aggregation,
+) -> list[dict[str, Any]]:
+    return await store.query(
+        "SELECT toStartOfInterval(timestamp, toIntervalSecond({step:UInt32}), 'UTC') AS bucket, "
+        f"{_AGGREGATES[aggregation]} AS value, count() AS samples FROM metrics "
+        "WHERE metric_name = {name:String} AND timestamp >= {since:DateTime64(3, 'UTC')} "
+        "AND timestamp < {until:DateTime64(3, 'UTC')} GROUP BY bucket ORDER BY bucket",
+        {"name": name, "since": since, "until": until, "step": step_seconds},
+    )

@@ -1,0 +1,183 @@
+"""This process's analytics: the store, the writer every event goes through, and the
+migration that must finish before the writer may insert. Nothing here ever holds up a
+request or stops the server: while the store is away, events wait in the spool."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+import structlog
+
+from tablehouse.analytics.schema import apply_ttl, migrate
+from tablehouse.analytics.store import AnalyticsStore, StoreTarget, StoreUnavailable
+from tablehouse.analytics.writer import EventWriter, WriterSettings, describe
+from tablehouse.config import Settings
+from tablehouse.core.metrics import Metrics
+
+log = structlog.get_logger(__name__)
+RETRY_MAX_SECONDS = 30.0
+# How long start-up waits for the store before serving without it (events then spool).
+STARTUP_WAIT_SECONDS = 5.0
+INSTANCE = f"{socket.gethostname()}:{os.getpid()}"
+
+
+def store_target(settings: Settings) -> StoreTarget:
+    return StoreTarget.from_url(
+        settings.analytics_url,
+        database=settings.analytics_database,
+        cluster=settings.analytics_cluster,
+    )
+
+
+async def prepare(store: AnalyticsStore, settings: Settings) -> list[str]:
+    """Connect, create or update the tables, and set their TTLs: the migrations applied."""
+    await store.connect()
+    ttl = {
+        "query_log_ttl_days": settings.query_log_ttl_days,
+        "metrics_ttl_days": settings.metrics_ttl_days,
+    }
+    applied = await migrate(store, **ttl)
+    await apply_ttl(store, **ttl)
+    return applied
+
+
+class _WhenPrepared:
+    """The store as the writer sees it: away until the tables exist, so early events are
+    spooled and replayed in order rather than refused by a table that is not there yet."""
+
+    def __init__(self, store: AnalyticsStore) -> None:
+        self.store = store
+        self.prepared = False
+
+    async def insert(
+        self,
+        table: str,
+        columns: Sequence[str],
+        rows: Sequence[Sequence[Any]],
+        *,
+        dedup_token: str | None = None,
+    ) -> None:
+        if not self.prepared:
+            raise StoreUnavailable("the analytics tables are not ready yet")
+        await self.store.insert(table, columns, rows, dedup_token=dedup_token)
+
+
+@dataclass(frozen=True, slots=True)
+class MetricSample:
+    """One metric's value at one moment, for the ``metrics`` table."""
+
+    kind: ClassVar[str] = "metric.sample"
+
+    metric_name: str
+    value: float
+    metric_type: str
+    tags: Mapping[str, str]
+    timestamp: datetime
+
+    def record(self) -> Mapping[str, Any]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+class Analytics:
+    def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.store = AnalyticsStore(store_target(settings))
+        self._gate = _WhenPrepared(self.store)
+        self.writer = EventWriter(
+            self._gate,
+            WriterSettings(
+                spool_dir=settings.resolved_spool_dir,
+                batch_size=settings.analytics_batch_size,
+                flush_interval=settings.analytics_flush_interval_ms / 1000,
+                queue_size=settings.analytics_queue_size,
+            ),
+        )
+        self._preparing: asyncio.Task[None] | None = None
+        self._sampling: asyncio.Task[None] | None = None
+        self._prepare_error: str | None = None
+        self._started = False
+
+    async def start(self) -> None:
+        """Start the writer and prepare the store: briefly in the foreground, so the history
+        endpoints work from the first request; then, if it is away, in the background."""
+        await self.writer.start()
+        self._started = True
+        self._preparing = asyncio.create_task(self._prepare_until_ready())
+        if self.metrics is not None:
+            self._sampling = asyncio.create_task(self._sample_every_interval(self.metrics))
+        try:
+            await asyncio.wait_for(asyncio.shield(self._preparing), STARTUP_WAIT_SECONDS)
+        except TimeoutError:
+            log.warning("analytics.not_ready_at_start", store=self.store.target.describe())
+
+    async def _prepare_until_ready(self) -> None:
+        delay = 0.5
+        while True:
+            try:
+                applied = await prepare(self.store, self.settings)
+            except StoreUnavailable as exc:
+                if self._prepare_error is None:
+                    log.warning(
+                        "analytics.unavailable",
+                        store=self.store.target.describe(),
+                        error=describe(exc),
+                    )
+                self._prepare_error = describe(exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_SECONDS)
+                continue
+            self._gate.prepared = True
+            self._prepare_error = None
+            log.info("analytics.ready", store=self.store.target.describe(), migrated=applied)
+            return
+
+    async def _sample_every_interval(self, metrics: Metrics) -> None:
+        while True:
+            await asyncio.sleep(self.settings.metrics_sample_interval_seconds)
+            self.sample(metrics)
+
+    def sample(self, metrics: Metrics) -> None:
+        """Hand every metric's current value to the writer, all with one timestamp. Each
+        process's counters start at zero: ``instance`` tells the processes apart."""
+        now = datetime.now(UTC)
+        for sample in metrics.samples():
+            tags = {**sample.tags, "instance": INSTANCE}
+            self.writer.emit(MetricSample(sample.name, sample.value, sample.kind, tags, now))
+
+    async def stop(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109 (a budget, not a wait)
+        """Flush what waits in memory, spool what cannot be written, close the store."""
+        if not self._started:
+            return
+        for task in (self._preparing, self._sampling):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        if self.metrics is not None:
+            self.sample(self.metrics)  # the last values, so a short run is not lost
+        await self.writer.stop(timeout)
+        await self.store.close()
+
+    def report(self) -> Mapping[str, object]:
+        """For readiness: whether events reach the store, and how many wait where."""
+        counts = self.writer.counts()
+        if not self._gate.prepared:
+            status = "starting" if self._prepare_error is None else "unavailable"
+        else:
+            status = "ok" if counts.store_available else "unavailable"
+        return {
+            "status": status,
+            "store": self.store.target.describe(),
+            "pending": counts.pending,
+            "spooled": counts.spooled,
+            "dead_lettered": counts.dead_lettered,
+            "lost": counts.lost,
+            "written": counts.written,
+            "last_error": self._prepare_error or counts.last_error,
+        }
