@@ -26,7 +26,14 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "backend" in metafunc.fixturenames:
-        metafunc.parametrize("backend", databases.BACKENDS, scope="session")
+        # @pytest.mark.backends("postgresql"): a behaviour only that backend has.
+        marker = metafunc.definition.get_closest_marker("backends")
+        wanted = (
+            databases.BACKENDS
+            if marker is None
+            else [name for name in databases.BACKENDS if name in marker.args]
+        )
+        metafunc.parametrize("backend", wanted, scope="session")
 
 
 @pytest.fixture(scope="session", autouse=True)

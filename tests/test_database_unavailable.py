@@ -46,11 +46,10 @@ async def test_every_connection_in_use_is_503_database_busy(settings: Settings) 
     assert after.status_code == 200
 
 
+@pytest.mark.backends("postgresql")
 async def test_database_gone_is_503_database_unavailable_then_back(
     settings: Settings, backend: str
 ) -> None:
-    if backend != "postgresql":
-        pytest.skip("a database that stops answering needs a server")
     url = make_url(settings.database_url)
     with TcpProxy(url.host or "127.0.0.1", url.port or 5432) as proxy:
         proxied = url.set(host="127.0.0.1", port=proxy.port).render_as_string(False)

@@ -134,11 +134,10 @@ async def test_writes_fail_in_the_database_too(client: httpx.AsyncClient, app: F
         "SELECT lo_import('/etc/passwd')",
     ],
 )
+@pytest.mark.backends("postgresql")
 async def test_postgresql_role_cannot_reach_files_or_secrets(
     client: httpx.AsyncClient, app: FastAPI, backend: str, sql: str
 ) -> None:
-    if backend != "postgresql":
-        pytest.skip("PostgreSQL roles")
     runtime = runtime_of(app)
     table = await customers_table(client, runtime)
 
@@ -148,11 +147,10 @@ async def test_postgresql_role_cannot_reach_files_or_secrets(
     assert refused.value.code in {"not_allowed", "query_failed"}
 
 
+@pytest.mark.backends("postgresql")
 async def test_postgresql_statement_runs_as_the_query_role(
     client: httpx.AsyncClient, app: FastAPI, backend: str
 ) -> None:
-    if backend != "postgresql":
-        pytest.skip("PostgreSQL roles")
     runtime = runtime_of(app)
     table = await customers_table(client, runtime)
 
@@ -177,11 +175,10 @@ async def test_postgresql_statement_runs_as_the_query_role(
         "SELECT load_extension('x')",
     ],
 )
+@pytest.mark.backends("sqlite")
 async def test_sqlite_authorizer_denies_catalogue_pragma_attach_and_functions(
     client: httpx.AsyncClient, app: FastAPI, backend: str, sql: str
 ) -> None:
-    if backend != "sqlite":
-        pytest.skip("SQLite authorizer")
     runtime = runtime_of(app)
     table = await customers_table(client, runtime)
 
@@ -191,11 +188,10 @@ async def test_sqlite_authorizer_denies_catalogue_pragma_attach_and_functions(
     assert refused.value.code == "not_allowed"
 
 
+@pytest.mark.backends("postgresql")
 async def test_query_role_is_granted_new_dataset_tables_only(
     client: httpx.AsyncClient, app: FastAPI, backend: str
 ) -> None:
-    if backend != "postgresql":
-        pytest.skip("PostgreSQL roles")
     runtime = runtime_of(app)
     table = await customers_table(client, runtime)
     role = runtime.settings.query_database_role

@@ -14,6 +14,7 @@ from fastapi import FastAPI
 
 from tablehouse.api.runtime import Runtime
 from tablehouse.config import Settings
+from tablehouse.core.database import pool_figures
 from tablehouse.core.events import CollectingEventSink
 from tablehouse.query.events import QueryExecuted
 from tests.accounts import bearer, signed_up
@@ -158,7 +159,7 @@ async def test_cartesian_join_stops_in_time_and_the_pool_is_left_clean(
     # The same pool serves the next query, with the default limit and no setting left over.
     assert await rows_of(client, big, "SELECT count(*) FROM numbers") == [[4000]]
     engine = runtime_of(app).query_engine
-    assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    assert pool_figures(engine)["checked_out"] == 0
     async with engine.connect() as connection:
         raw = (await connection.get_raw_connection()).driver_connection
         assert raw is not None

@@ -16,7 +16,7 @@ import structlog
 
 from tablehouse.analytics.schema import apply_ttl, migrate
 from tablehouse.analytics.store import AnalyticsStore, StoreTarget, StoreUnavailable
-from tablehouse.analytics.writer import EventWriter, WriterSettings, describe
+from tablehouse.analytics.writer import BatchStore, EventWriter, WriterSettings, describe
 from tablehouse.config import Settings
 from tablehouse.core.metrics import Metrics
 
@@ -51,7 +51,7 @@ class _WhenPrepared:
     """The store as the writer sees it: away until the tables exist, so early events are
     spooled and replayed in order rather than refused by a table that is not there yet."""
 
-    def __init__(self, store: AnalyticsStore) -> None:
+    def __init__(self, store: BatchStore) -> None:
         self.store = store
         self.prepared = False
 
