@@ -2,24 +2,33 @@
 
 Two measurements (the issue's targets in brackets):
 
-- **API, analytics on vs off** [on >= 0.95x off]: a real ``tablehouse serve`` process on a
-  SQLite database in a temporary ``DATA_DIR`` (``tablehouse db init`` first, which also creates
-  the analytics tables), a dataset ``events`` of N rows loaded through the API, then
-  ``POST /api/v1/query`` with a point query (``SELECT * FROM events WHERE id = :id``, ``id``
-  random), each run with the same load after a warm-up. Every query leaves one
-  ``QueryExecuted`` event: with ``ANALYTICS_ENABLED=true`` it goes through the buffered writer
-  into embedded chDB (``chdb:///<DATA_DIR>/analytics``); with ``false``, to the log sink
-  (filtered out at ``LOG_LEVEL=WARNING``). Runs alternate off, on, off, on, ... (``--rounds``),
-  one server process per run, on the same database. After each "on" run the server is stopped
-  with SIGTERM (which flushes the writer) and, once it has exited, the benchmark opens the
-  chDB path itself and counts the new ``query_logs`` rows; they must equal the number of
-  queries the server answered (its own ``/metrics`` counter for ``POST /api/v1/query``, read
-  just before the stop, warm-up and the pre-load check included).
+- **API, analytics on vs off** [on >= 0.95x off]: a real ``tablehouse serve`` process with a
+  temporary ``DATA_DIR`` (``tablehouse db init`` first, which also creates the analytics
+  tables), a dataset ``events`` of N rows loaded through the API, then ``POST /api/v1/query``
+  with a point query (``SELECT * FROM events WHERE id = :id``, ``id`` random), each run with
+  the same load after a warm-up (8 s by default: long enough to hold the writer's first
+  insert, which is slow once, as clickhouse-connect then imports pandas). Every query leaves
+  one ``QueryExecuted`` event: with ``ANALYTICS_ENABLED=true`` it goes through the buffered
+  writer into embedded chDB (``chdb:///<DATA_DIR>/analytics``); with ``false``, to the log
+  sink (filtered out at ``LOG_LEVEL=WARNING``). Runs alternate off, on, off, on, ...
+  (``--rounds``), one server process per run, on the same database. After each "on" run the
+  server is stopped with SIGTERM (which flushes the writer) and, once it has exited, the
+  benchmark opens the chDB path itself and counts the new ``query_logs`` rows; they must
+  equal the number of queries the server answered (its own ``/metrics`` counter for
+  ``POST /api/v1/query``, read just before the stop; warm-up and the check before the load
+  included). It also reports how many inserts the writer made (the table's block number).
+  The database is PostgreSQL by default (``TEST_POSTGRES_URL``, default
+  postgres@127.0.0.1:5432; a database of its own, dropped at the end), with the pool of
+  ``bench/query.py``: ``DB_POOL_SIZE=10``, ``DB_MAX_OVERFLOW=0``. ``--database sqlite`` uses a
+  file in ``DATA_DIR`` instead, with a pool of two connections per load connection (on
+  SQLite a query takes a second connection while its request holds one: a smaller pool
+  starves, every request waiting ``DB_POOL_TIMEOUT`` and answering 503).
 - **Writer into chDB** [>= 50,000 events/s]: in this process, an ``EventWriter`` on a real
-  ``AnalyticsStore`` (embedded chDB on a temporary path, tables created by ``prepare``) is
-  handed N ``QueryExecuted`` events as fast as the loop allows (``emit`` in runs of 1,000,
-  yielding to the loop between runs); the time runs until ``counts().written == N``, and the
-  table must then hold N more rows. Once per batch size (``--batch-sizes``; the default
+  ``AnalyticsStore`` (embedded chDB, on the API runs' path as chDB opens one path per
+  process, in a database of its own; tables created by ``prepare``) is handed N
+  ``QueryExecuted`` events as fast as the loop allows (``emit`` in runs of 1,000, yielding to
+  the loop between runs); the time runs until ``counts().written == N``, and the table must
+  then hold N more rows. Once per batch size (``--batch-sizes``; the default
   ``ANALYTICS_BATCH_SIZE`` is 1,000). The time spent inside ``emit`` is reported per event.
 
 The HTTP load comes from ``wrk`` when it is on PATH, else from the asyncio generator of
@@ -28,14 +37,16 @@ answer other than 200 is an error, and a run with errors, or with stored events 
 match the queries answered, is reported as invalid (exit code 1).
 
 Run: ``uv run python bench/analytics.py [--duration 10] [--warmup 2] [--concurrency 32]
-[--rounds 2] [--rows 100000] [--events 200000] [--batch-sizes 1000,10000]
-[--loadgen auto|wrk|python]``
+[--rounds 2] [--rows 100000] [--database postgres|sqlite] [--set NAME=VALUE ...]
+[--events 200000] [--batch-sizes 1000,10000] [--loadgen auto|wrk|python]
+[--skip-api] [--skip-writer]``
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import os
 import platform
 import random
@@ -54,10 +65,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+import asyncpg
 import httpx
 import query as query_bench  # bench/query.py: this script's folder is first on sys.path
 import uvloop
-from query import HttpTarget, Measurement
+from query import POOL_SIZE, HttpTarget, Measurement
+from sqlalchemy.engine import make_url
 
 from tablehouse.analytics.lifecycle import prepare
 from tablehouse.analytics.store import AnalyticsStore, StoreTarget, chdb_url
@@ -75,8 +88,12 @@ TARGET_RATIO = 0.95
 TARGET_EVENTS_PER_SECOND = 50_000
 EMIT_RUN = 1_000  # events emitted between two yields to the loop
 DISTINCT_EVENTS = 10_000  # events built in advance and cycled through
-STOP_TIMEOUT = 60.0  # seconds a server may take to stop after SIGTERM
 DEFAULT_BATCH_SIZE = WriterSettings(spool_dir=Path()).batch_size  # ANALYTICS_BATCH_SIZE's
+DEFAULT_QUEUE_SIZE = WriterSettings(spool_dir=Path()).queue_size  # ANALYTICS_QUEUE_SIZE's
+SETTLE_SECONDS = 1.0  # after a load, for the requests of connections wrk closed to finish
+STOP_TIMEOUT = 60.0  # seconds a server may take to stop after SIGTERM
+# uvicorn re-raises the signal once it has shut down: -15 is a clean stop, as 0 would be.
+CLEAN_EXITS = (0, -signal.SIGTERM)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +107,9 @@ class Options:
     wrk_threads: int
     events: int
     batch_sizes: tuple[int, ...]
+    queue_sizes: tuple[int, ...]
+    database: str  # "postgres" or "sqlite"
+    settings: tuple[tuple[str, str], ...] = ()  # --set NAME=VALUE, for every server
 
 
 def _chdb(data_dir: Path) -> Path:
@@ -106,13 +126,62 @@ def _setting_names() -> set[str]:
     return names | {f"TABLEHOUSE_{name}" for name in names}
 
 
-def _server_env(data_dir: Path, options: Options, *, analytics: bool) -> dict[str, str]:
+@dataclass(frozen=True, slots=True)
+class Database:
+    url: str  # DATABASE_URL
+    pool_size: int  # DB_POOL_SIZE (DB_MAX_OVERFLOW is 0)
+    label: str  # for the report
+    dsn: str | None = None  # PostgreSQL: for asyncpg (ANALYZE)
+
+
+@contextmanager
+def _database(kind: str, data_dir: Path, concurrency: int) -> Iterator[Database]:
+    """PostgreSQL: a database of its own, dropped at the end. SQLite: a file in DATA_DIR."""
+    if kind == "sqlite":
+        # A query on SQLite takes a second connection from the pool its request's session
+        # already holds one of (PostgreSQL runs it on the session's): below two per
+        # connection the pool starves (each request waits for DB_POOL_TIMEOUT, then 503).
+        url = f"sqlite+aiosqlite:///{data_dir / 'tablehouse.db'}"
+        yield Database(url, max(POOL_SIZE, 2 * concurrency), "SQLite")
+        return
+    name = f"th_bench_{uuid.uuid4().hex[:10]}"
+    asyncio.run(query_bench._admin(f"CREATE DATABASE {name}"))
+    try:
+        dsn = query_bench._dsn(name)
+        driver_url = make_url(dsn).set(drivername="postgresql+asyncpg")
+        version = asyncio.run(_postgres_version(dsn))
+        label = f"PostgreSQL {version} on the same machine"
+        yield Database(driver_url.render_as_string(hide_password=False), POOL_SIZE, label, dsn)
+    finally:
+        asyncio.run(query_bench._admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+
+
+async def _postgres_version(dsn: str) -> str:
+    connection = await asyncpg.connect(dsn)
+    try:
+        return str(await connection.fetchval("SHOW server_version")).split()[0]
+    finally:
+        await connection.close()
+
+
+@dataclass(frozen=True, slots=True)
+class ApiSetup:
+    options: Options
+    data_dir: Path
+    database: Database
+
+    def env(self, *, analytics: bool) -> dict[str, str]:
+        return _server_env(self, analytics=analytics)
+
+
+def _server_env(setup: ApiSetup, *, analytics: bool) -> dict[str, str]:
     """This environment without any Tablehouse setting, plus the benchmark's own."""
     names = _setting_names()
     env = {k: v for k, v in os.environ.items() if k not in names}
+    data_dir = setup.data_dir
     env.update(
         DATA_DIR=str(data_dir),
-        DATABASE_URL=f"sqlite+aiosqlite:///{data_dir / 'tablehouse.db'}",
+        DATABASE_URL=setup.database.url,
         ANALYTICS_ENABLED="true" if analytics else "false",
         ANALYTICS_URL=chdb_url(_chdb(data_dir)),
         ANALYTICS_DATABASE=DATABASE,
@@ -121,10 +190,13 @@ def _server_env(data_dir: Path, options: Options, *, analytics: bool) -> dict[st
         METRICS_TOKEN=METRICS_TOKEN,
         # One user sends every request: as many queries at once as there are connections
         # (the per-user check still runs), or the default of 4 answers 429.
-        QUERY_MAX_CONCURRENT_PER_USER=str(max(options.concurrency, 4)),
-        DB_POOL_SIZE="10",
+        QUERY_MAX_CONCURRENT_PER_USER=str(max(setup.options.concurrency, 4)),
+        # As bench/query.py: no overflow. SQLAlchemy closes an overflow connection as soon as
+        # it is returned, so under steady load every request would open a new connection.
+        DB_POOL_SIZE=str(setup.database.pool_size),
         DB_MAX_OVERFLOW="0",
     )
+    env.update(setup.options.settings)
     return env
 
 
@@ -133,7 +205,7 @@ def _tablehouse(*args: str) -> list[str]:
 
 
 def _db_init(data_dir: Path, env: dict[str, str]) -> None:
-    """The SQLite schema and the analytics tables (run with analytics enabled)."""
+    """The database schema and the analytics tables (run with analytics enabled)."""
     done = subprocess.run(
         _tablehouse("db", "init"), env=env, cwd=data_dir, capture_output=True, text=True
     )
@@ -199,17 +271,36 @@ def _query_answers(port: int) -> dict[str, int]:
     return answers
 
 
-async def _count_query_logs(path: Path) -> tuple[int, int]:
-    """Rows in ``query_logs`` at ``path``, and those with status ok (one process per path:
-    only once the server has exited)."""
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """What ``query_logs`` holds: rows, rows with status ok, and inserts so far (the table's
+    last block number: each insert into a MergeTree table takes the next one)."""
+
+    rows: int = 0
+    ok: int = 0
+    inserts: int = 0
+
+    def __sub__(self, before: Stored) -> Stored:
+        return Stored(self.rows - before.rows, self.ok - before.ok, self.inserts - before.inserts)
+
+
+_STORED_SQL = """
+SELECT
+    (SELECT count() FROM query_logs) AS rows,
+    (SELECT countIf(status = 'ok') FROM query_logs) AS ok,
+    (SELECT max(max_block_number) FROM system.parts
+     WHERE database = {database:String} AND table = 'query_logs') AS inserts
+"""
+
+
+async def _stored(path: Path) -> Stored:
+    """``query_logs`` at ``path`` (one process per path: only once the server has exited)."""
     store = AnalyticsStore(StoreTarget.from_url(chdb_url(path), database=DATABASE))
     try:
-        rows = await store.query(
-            "SELECT count() AS stored, countIf(status = 'ok') AS ok FROM query_logs"
-        )
+        (row,) = await store.query(_STORED_SQL, {"database": DATABASE})
     finally:
         await store.close()
-    return int(rows[0]["stored"]), int(rows[0]["ok"])
+    return Stored(int(row["rows"]), int(row["ok"]), int(row["inserts"] or 0))
 
 
 def _spool_state(spool: Path) -> tuple[int, int]:
@@ -223,8 +314,7 @@ def _spool_state(spool: Path) -> tuple[int, int]:
 class EventCheck:
     answered: int  # POST /api/v1/query answers the server counted, any status
     answered_ok: int  # of which 200
-    stored: int  # new rows in query_logs after the stop
-    stored_ok: int  # of which status ok
+    stored: Stored  # what query_logs gained, read after the stop
     spooled_segments: int
     dead_lettered: int
     exit_code: int | None
@@ -232,9 +322,9 @@ class EventCheck:
     @property
     def matches(self) -> bool:
         return (
-            self.stored == self.answered
-            and self.stored_ok == self.answered_ok
-            and self.exit_code == 0
+            self.stored.rows == self.answered
+            and self.stored.ok == self.answered_ok
+            and self.exit_code in CLEAN_EXITS
         )
 
 
@@ -283,65 +373,72 @@ def _measured(target: HttpTarget, options: Options, label: str) -> Measurement:
     warm = _load(target, options, options.warmup)
     if warm.errors:
         print(f"warning: {warm.errors} errors in the {label} warm-up", file=sys.stderr)
+    # wrk closes its connections with requests in flight, which the server still runs: let
+    # them finish, or they hold query slots the next run's connections would find taken (429).
+    time.sleep(SETTLE_SECONDS)
     result = _load(target, options, options.duration)
     print(f"  {label:15} {result.rate:8,.0f} req/s", file=sys.stderr)
     return result
 
 
 def _api_run(
-    number: int, analytics: bool, data_dir: Path, options: Options, key: str | None
+    setup: ApiSetup, number: int, analytics: bool, key: str | None
 ) -> tuple[Measurement, dict[str, int], int | None, str]:
     """One server, one measurement: what the load generator saw, the server's answers to
     queries by status (analytics runs only), its exit code, and the API key (made on the
     first run)."""
-    env = _server_env(data_dir, options, analytics=analytics)
+    options, data_dir = setup.options, setup.data_dir
     log = data_dir.parent / f"serve-{number}.log"
-    with _serve(data_dir, env, log) as server:
+    with _serve(data_dir, setup.env(analytics=analytics), log) as server:
         if key is None:
-            with httpx.Client(base_url=f"http://127.0.0.1:{server.port}", timeout=600) as client:
-                key = query_bench._prepare_dataset(client, options.rows)
+            key = _load_dataset(setup, server.port)
         target = _point_target(server.port, key)
         _check_answer(target, random.randint(1, options.rows))
         label = f"run {number} ({'on' if analytics else 'off'})"
         measurement = _measured(target, options, label)
-        time.sleep(1)  # requests a closed connection left running finish
+        time.sleep(SETTLE_SECONDS)  # the same, before the server's count is read
         answers = _query_answers(server.port) if analytics else {}
     return measurement, answers, server.exit_code, key
 
 
+def _load_dataset(setup: ApiSetup, port: int) -> str:
+    """The dataset, through the API; an API key with the query scope."""
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=600) as client:
+        key = query_bench._prepare_dataset(client, setup.options.rows)
+    if setup.database.dsn is not None:
+        asyncio.run(query_bench._table_name(setup.database.dsn))  # ANALYZE, as bench/query.py
+    return key
+
+
 def _event_check(
-    data_dir: Path, answers: dict[str, int], before: tuple[int, int], exit_code: int | None
-) -> tuple[EventCheck, tuple[int, int]]:
-    """What the stopped server stored since the table held ``before`` (rows, ok rows);
-    what it holds now."""
-    stored, stored_ok = _run(_count_query_logs(_chdb(data_dir)))
+    data_dir: Path, answers: dict[str, int], before: Stored, exit_code: int | None
+) -> tuple[EventCheck, Stored]:
+    """What the stopped server stored since the table held ``before``; what it holds now."""
+    now = _run(_stored(_chdb(data_dir)))
     segments, dead = _spool_state(data_dir / "analytics-spool")
     check = EventCheck(
         answered=sum(answers.values()),
         answered_ok=answers.get("200", 0),
-        stored=stored - before[0],
-        stored_ok=stored_ok - before[1],
+        stored=now - before,
         spooled_segments=segments,
         dead_lettered=dead,
         exit_code=exit_code,
     )
-    return check, (stored, stored_ok)
+    return check, now
 
 
-def measure_api(options: Options, folder: Path) -> list[ApiRun]:
+def measure_api(setup: ApiSetup) -> list[ApiRun]:
     """Runs off, on, off, on, ... on one database; after each "on" run, the event check."""
-    data_dir = folder / DATA
-    data_dir.mkdir()
-    _db_init(data_dir, _server_env(data_dir, options, analytics=True))
+    _db_init(setup.data_dir, setup.env(analytics=True))
     runs: list[ApiRun] = []
     key: str | None = None
-    stored = (0, 0)  # rows in query_logs, and ok rows: empty after db init
-    for number in range(1, 2 * options.rounds + 1):
+    stored = Stored()  # empty after db init
+    for number in range(1, 2 * setup.options.rounds + 1):
         analytics = number % 2 == 0
-        measurement, answers, exit_code, key = _api_run(number, analytics, data_dir, options, key)
+        measurement, answers, exit_code, key = _api_run(setup, number, analytics, key)
         check = None
         if analytics:
-            check, stored = _event_check(data_dir, answers, stored, exit_code)
+            check, stored = _event_check(setup.data_dir, answers, stored, exit_code)
         runs.append(ApiRun(number, analytics, measurement, check))
     return runs
 
@@ -352,6 +449,7 @@ def measure_api(options: Options, folder: Path) -> list[ApiRun]:
 @dataclass(frozen=True, slots=True)
 class WriterRun:
     batch_size: int
+    queue_size: int
     events: int
     seconds: float  # first emit until the writer confirmed every event
     emit_seconds: float  # inside emit() only
@@ -419,10 +517,10 @@ async def _until_written(writer: EventWriter, total: int, peaks: _Peaks) -> Writ
 
 
 async def _writer_run(
-    store: AnalyticsStore, spool: Path, batch_size: int, total: int, events: list[QueryExecuted]
+    store: AnalyticsStore, settings: WriterSettings, total: int, events: list[QueryExecuted]
 ) -> WriterRun:
     (before,) = await store.query("SELECT count() AS n FROM query_logs")
-    writer = EventWriter(store, WriterSettings(spool_dir=spool, batch_size=batch_size))
+    writer = EventWriter(store, settings)
     await writer.start()
     peaks = _Peaks()
     try:
@@ -435,7 +533,8 @@ async def _writer_run(
         await writer.stop()
     (after,) = await store.query("SELECT count() AS n FROM query_logs")
     return WriterRun(
-        batch_size=batch_size,
+        batch_size=settings.batch_size,
+        queue_size=settings.queue_size,
         events=total,
         seconds=finished - started,
         emit_seconds=emit_seconds,
@@ -454,11 +553,18 @@ async def _measure_writer(options: Options, folder: Path, chdb: Path) -> list[Wr
     results = []
     try:
         await prepare(store, settings)
-        for size in options.batch_sizes:
-            result = await _writer_run(
-                store, folder / f"spool-{size}", size, options.events, events
+        # The first insert imports what clickhouse-connect loads lazily (pandas): not timed.
+        await _writer_run(store, WriterSettings(spool_dir=folder / "warm-up"), 2_000, events)
+        for batch_size, queue_size in itertools.product(options.batch_sizes, options.queue_sizes):
+            spool = folder / f"spool-{batch_size}-{queue_size}"
+            writer_settings = WriterSettings(
+                spool_dir=spool, batch_size=batch_size, queue_size=queue_size
             )
-            print(f"  batch {size:<8,} {result.rate:10,.0f} events/s", file=sys.stderr)
+            result = await _writer_run(store, writer_settings, options.events, events)
+            print(
+                f"  batch {batch_size:<8,} queue {queue_size:<9,} {result.rate:10,.0f} events/s",
+                file=sys.stderr,
+            )
             results.append(result)
     finally:
         await store.close()
@@ -493,12 +599,20 @@ def _rate(runs: list[ApiRun], analytics: bool) -> float:
     return sum(m.requests for m in chosen) / sum(m.seconds for m in chosen)
 
 
-def report_api(options: Options, runs: list[ApiRun]) -> bool:
+def _settings_label(options: Options) -> str:
+    if not options.settings:
+        return "default writer settings"
+    return "servers with " + ", ".join(f"{name}={value}" for name, value in options.settings)
+
+
+def report_api(setup: ApiSetup, runs: list[ApiRun]) -> bool:
     """The API tables; whether the runs are valid (no errors, every event stored)."""
+    options, database = setup.options, setup.database
     print(
         f"{_machine()} · load generator: {options.loadgen} · {options.concurrency} connections "
         f"· {options.duration:g} s per run (+{options.warmup:g} s warm-up) · {options.rows:,} "
-        "rows · SQLite · embedded chDB\n"
+        f"rows · {database.label}, DB_POOL_SIZE={database.pool_size}, DB_MAX_OVERFLOW=0 · "
+        f"analytics: embedded chDB, {_settings_label(options)}\n"
     )
     print("| run | analytics | requests/s | p50 ms | p99 ms | errors |")
     print("|---:|---|---:|---:|---:|---:|")
@@ -513,18 +627,29 @@ def report_api(options: Options, runs: list[ApiRun]) -> bool:
         f"\nAll rounds: off {off:,.0f} req/s, on {on:,.0f} req/s: on / off = {ratio:.2f}x "
         f"(target >= {TARGET_RATIO}x: {met})."
     )
-    print("\n| run | queries answered (200) | rows stored (ok) | spool files | dead letters |")
-    print("|---:|---:|---:|---:|---:|")
+    _events_table(runs)
+    return _api_valid(runs)
+
+
+def _events_table(runs: list[ApiRun]) -> None:
+    """Per "on" run: answers against stored rows, and how the writer inserted them."""
+    print(
+        "\n| run | queries answered (200) | rows stored (ok) | inserts | rows per insert "
+        "| spool files | dead letters |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|")
     for run in runs:
         if (c := run.check) is not None:
+            stored = c.stored
             cells = [
                 f"{c.answered:,} ({c.answered_ok:,})",
-                f"{c.stored:,} ({c.stored_ok:,})",
+                f"{stored.rows:,} ({stored.ok:,})",
+                f"{stored.inserts:,}",
+                f"{stored.rows / max(stored.inserts, 1):,.1f}",
                 str(c.spooled_segments),
                 str(c.dead_lettered),
             ]
             print(f"| {run.number} | {' | '.join(cells)} |")
-    return _api_valid(runs)
 
 
 def _api_valid(runs: list[ApiRun]) -> bool:
@@ -539,20 +664,26 @@ def _api_valid(runs: list[ApiRun]) -> bool:
     return valid
 
 
+def _default(value: int, default: int) -> str:
+    return f"{value:,} (default)" if value == default else f"{value:,}"
+
+
 def report_writer(options: Options, runs: list[WriterRun]) -> bool:
+    """The writer table; whether every event reached the table."""
     print(
         f"\n{_machine()} · in-process EventWriter → AnalyticsStore (embedded chDB) · "
-        f"{options.events:,} QueryExecuted events per run · emitted {EMIT_RUN:,} at a time\n"
+        f"{options.events:,} QueryExecuted events per run, emitted {EMIT_RUN:,} at a time · "
+        "after one untimed warm-up run\n"
     )
     print(
-        "| batch size | events/s | seconds | emit µs/event | all emitted after s "
+        "| batch size | queue size | events/s | seconds | emit µs/event | all emitted after s "
         "| peak in memory | peak spooled | rows stored |"
     )
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in runs:
-        default = " (default)" if r.batch_size == DEFAULT_BATCH_SIZE else ""
         cells = [
-            f"{r.batch_size:,}{default}",
+            _default(r.batch_size, DEFAULT_BATCH_SIZE),
+            _default(r.queue_size, DEFAULT_QUEUE_SIZE),
             f"{r.rate:,.0f}",
             f"{r.seconds:.2f}",
             f"{r.emit_seconds / r.events * 1e6:.2f}",
@@ -562,10 +693,11 @@ def report_writer(options: Options, runs: list[WriterRun]) -> bool:
             f"{r.stored:,}",
         ]
         print(f"| {' | '.join(cells)} |")
+    print()
     for r in runs:
         met = "met" if r.rate >= TARGET_EVENTS_PER_SECOND else "NOT met"
         print(
-            f"\nBatch {r.batch_size:,}: {r.rate:,.0f} events/s "
+            f"Batch {r.batch_size:,}, queue {r.queue_size:,}: {r.rate:,.0f} events/s "
             f"(target >= {TARGET_EVENTS_PER_SECOND:,}: {met})."
         )
     if missing := [r for r in runs if r.stored != r.events]:
@@ -581,12 +713,30 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--concurrency", type=int, default=32, help="connections")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per run")
-    parser.add_argument("--warmup", type=float, default=2.0, help="seconds before each run")
+    parser.add_argument("--warmup", type=float, default=8.0, help="seconds before each run")
     parser.add_argument("--rounds", type=int, default=2, help="pairs of runs (off, on)")
     parser.add_argument("--loadgen", choices=("auto", "wrk", "python"), default="auto")
     parser.add_argument("--wrk-threads", type=int, default=1)
     parser.add_argument("--events", type=int, default=200_000, help="per writer run")
     parser.add_argument("--batch-sizes", default="1000,10000", help="comma-separated")
+    parser.add_argument(
+        "--queue-sizes",
+        default=f"{DEFAULT_QUEUE_SIZE},all",
+        help="comma-separated; all: --events, so that nothing goes to the spool",
+    )
+    parser.add_argument(
+        "--database",
+        choices=("postgres", "sqlite"),
+        default="postgres",
+        help="postgres: TEST_POSTGRES_URL (default postgres@127.0.0.1:5432)",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting for every server, e.g. ANALYTICS_BATCH_SIZE=10000 (repeatable)",
+    )
     parser.add_argument("--skip-api", action="store_true")
     parser.add_argument("--skip-writer", action="store_true")
     return parser.parse_args()
@@ -610,8 +760,31 @@ def _options(arguments: argparse.Namespace) -> Options:
         loadgen=loadgen,
         wrk_threads=arguments.wrk_threads,
         events=arguments.events,
-        batch_sizes=tuple(int(x) for x in arguments.batch_sizes.split(",") if x.strip()),
+        batch_sizes=_sizes(arguments.batch_sizes, arguments.events),
+        queue_sizes=_sizes(arguments.queue_sizes, arguments.events),
+        database=arguments.database,
+        settings=tuple(_setting(text) for text in arguments.set),
     )
+
+
+def _sizes(text: str, events: int) -> tuple[int, ...]:
+    """Comma-separated sizes; ``all`` is the number of events."""
+    return tuple(events if x.strip() == "all" else int(x) for x in text.split(",") if x.strip())
+
+
+def _setting(text: str) -> tuple[str, str]:
+    name, equals, value = text.partition("=")
+    if not equals or not name:
+        sys.exit(f"--set takes NAME=VALUE, not {text!r}")
+    return name, value
+
+
+def _api(options: Options, folder: Path) -> bool:
+    data_dir = folder / DATA
+    data_dir.mkdir()
+    with _database(options.database, data_dir, options.concurrency) as database:
+        setup = ApiSetup(options, data_dir, database)
+        return report_api(setup, measure_api(setup))
 
 
 def main() -> None:
@@ -622,7 +795,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="tablehouse-bench-analytics-") as name:
         folder = Path(name)
         if not arguments.skip_api:
-            valid &= report_api(options, measure_api(options, folder))
+            valid &= _api(options, folder)
         if not arguments.skip_writer:
             valid &= report_writer(options, measure_writer(options, folder))
     print(f"\nwall time {time.perf_counter() - started:.0f} s")

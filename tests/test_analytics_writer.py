@@ -45,6 +45,7 @@ class FakeStore:
         self.poison: str | None = None
         self.refusal: type[Exception] = StoreRejected
         self.gate: asyncio.Event | None = None
+        self.during_insert: Callable[[], None] | None = None
 
     async def insert(
         self,
@@ -55,6 +56,8 @@ class FakeStore:
         dedup_token: str | None = None,
     ) -> None:
         self.calls.append((table, len(rows), dedup_token))
+        if self.during_insert is not None:
+            self.during_insert()
         assert table == "query_logs"
         assert tuple(columns) == QUERY_LOGS.columns
         if self.gate is not None:
@@ -145,6 +148,26 @@ async def test_a_partial_batch_goes_out_after_the_interval(tmp_path: Path) -> No
     assert store.calls == []
     await until(lambda: len(store.rows) == 3, within=1.0)
     assert [n for _, n, _ in store.calls] == [3]
+    await writer.stop()
+
+
+async def test_a_timed_flush_writes_what_it_found_not_what_arrives_meanwhile(
+    tmp_path: Path,
+) -> None:
+    """Under steady load, events keep arriving while a flush inserts. Draining until empty
+    would then insert a few rows at a time, back to back: the flush stops at what it found."""
+    store = FakeStore()
+    writer = make(tmp_path, store, batch_size=1000, flush_interval=0.05)
+    arrivals = iter(range(1_000, 1_100))
+    # One more event lands during every insert.
+    store.during_insert = lambda: writer.emit(event(next(arrivals)))
+    await writer.start()
+    for i in range(5):
+        writer.emit(event(i))
+    await until(lambda: len(store.calls) >= 1, within=1.0)
+    await asyncio.sleep(0.02)  # less than the interval: no second flush yet
+
+    assert [n for _, n, _ in store.calls] == [5]
     await writer.stop()
 
 

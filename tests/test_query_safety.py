@@ -13,6 +13,7 @@ import pytest
 from fastapi import FastAPI
 
 from tablehouse.api.runtime import Runtime
+from tablehouse.app import create_app
 from tablehouse.config import Settings
 from tablehouse.core.database import pool_figures
 from tablehouse.core.events import CollectingEventSink
@@ -288,3 +289,29 @@ async def test_timeout_event_says_timeout(
     (event,) = [event for event in sink.events if isinstance(event, QueryExecuted)]
     assert event.status == "timeout"
     assert event.execution_time_ms >= 100
+
+
+async def test_concurrent_queries_do_not_starve_a_small_pool(settings: Settings) -> None:
+    """A query runs on its request's own connection: with more queries at once than pool
+    connections, each waits its turn instead of holding one connection and waiting for a
+    second (which would starve the pool, every request ending in 503)."""
+    small = settings.model_copy(
+        update={
+            "db_pool_size": 2,
+            "db_max_overflow": 0,
+            "db_pool_timeout": 5.0,
+            "query_max_concurrent_per_user": 16,
+        }
+    )
+    app = create_app(small)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client,
+    ):
+        headers = bearer((await signed_up(client, "ada@example.com"))["access_token"])
+        await shop(client, headers)
+        answers = await asyncio.gather(
+            *(query(client, headers, "SELECT count(*) FROM orders") for _ in range(12))
+        )
+
+    assert [answer.status_code for answer in answers] == [200] * 12

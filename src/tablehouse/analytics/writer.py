@@ -385,10 +385,15 @@ class EventWriter:
     async def _flush_memory(self, *, everything: bool) -> None:
         for table, queue in self._memory.items():
             spec, size = self._specs[table], self._settings.batch_size
-            while len(queue) >= size or (everything and queue):
+            # A timed flush writes what was queued when it began. Events that arrive while it
+            # inserts wait for the next one (or a full batch): under steady load, draining to
+            # empty would insert a handful of rows at a time, back to back.
+            leftover = len(queue) if everything else 0
+            while queue and (len(queue) >= size or leftover > 0):
                 if self._spool.batches:
                     return  # emit spilled meanwhile: the spool is older, it goes first
                 batch = _Batch(table, [queue.popleft() for _ in range(min(size, len(queue)))])
+                leftover -= len(batch.rows)
                 self._queued -= len(batch.rows)
                 self._in_flight = batch  # left set if cancelled: stop() spools it
                 try:

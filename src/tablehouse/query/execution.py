@@ -80,8 +80,8 @@ class Backend(Protocol):
         ``max_rows``, when known, is the most rows the caller will fetch."""
         ...
 
-    async def close(self, raw: Any) -> bool:
-        """End the transaction; False if the connection cannot be trusted any more."""
+    async def close(self, raw: Any, memo: dict[Any, Any]) -> bool:
+        """End what ``open`` began; False if the connection cannot be trusted any more."""
         ...
 
     def translate(
@@ -136,7 +136,7 @@ async def open_cursor(
             raise problem from None
     finally:
         try:
-            clean = await backend.close(raw)
+            clean = await backend.close(raw, fairy.info)
         except Exception as exc:  # the connection is broken; it must not be reused
             log.warning("query.connection_discarded", error=type(exc).__name__)
         if not clean:

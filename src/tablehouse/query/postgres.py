@@ -172,7 +172,7 @@ class PostgresBackend:
         portal = prepared.cursor(*arguments, prefetch=BATCH_ROWS, timeout=timeout).__aiter__()
         return PostgresCursor(raw, columns, tables, portal=portal)
 
-    async def close(self, raw: Any) -> bool:
+    async def close(self, raw: Any, memo: dict[Any, Any]) -> bool:
         if raw.is_closed():
             return False
         if raw.is_in_transaction():

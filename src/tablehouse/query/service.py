@@ -46,8 +46,8 @@ class QueryTarget:
     limits: Limits
     slots: ConcurrencyLimit
     events: EventSink
-    # The request's own read connection may run the statement (PostgreSQL, no replica):
-    # one connection per query instead of two.
+    # The request's own read connection may run the statement (no replica): one connection
+    # per query instead of two, so concurrent queries cannot starve the pool.
     on_session_connection: bool = False
 
 
@@ -76,7 +76,7 @@ def target_for(
         ),
         slots=slots,
         events=events,
-        on_session_connection=on_session_connection and dialect == "postgresql",
+        on_session_connection=on_session_connection,
     )
 
 

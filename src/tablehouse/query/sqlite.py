@@ -13,6 +13,8 @@ from tablehouse.query.execution import Column, Deadline, Row, Statement, query_t
 
 # The progress handler runs every this many virtual machine steps (well under a millisecond).
 PROGRESS_STEPS = 1000
+_BEGAN = "tablehouse.query.began"
+_CURSOR = "tablehouse.query.cursor"
 
 # SQLite's own names for the functions the guard allows (and for the operators SQLite runs
 # as functions: LIKE, GLOB, ->, ->>). The authorizer denies every other function, so a
@@ -84,7 +86,11 @@ class SqliteBackend:
         *,
         max_rows: int | None = None,
     ) -> SqliteCursor:
-        await raw.execute("BEGIN")
+        # On the request's own connection the read transaction is open already: the query
+        # then sees the same snapshot as the catalogue lookup, and the unit of work ends it.
+        memo[_BEGAN] = not raw.in_transaction
+        if memo[_BEGAN]:
+            await raw.execute("BEGIN")
         await raw.set_progress_handler(lambda: 1 if deadline.passed() else 0, PROGRESS_STEPS)
         await raw.set_authorizer(authorizer(frozenset(statement.tables), self._functions))
         try:
@@ -92,12 +98,16 @@ class SqliteBackend:
         finally:
             # The authorizer is consulted while compiling only; our own ROLLBACK needs none.
             await raw.set_authorizer(None)
+        memo[_CURSOR] = cursor
         columns = [Column(description[0], None) for description in cursor.description or ()]
         return SqliteCursor(cursor, columns)
 
-    async def close(self, raw: Any) -> bool:
+    async def close(self, raw: Any, memo: dict[Any, Any]) -> bool:
+        cursor = memo.pop(_CURSOR, None)
+        if cursor is not None:
+            await cursor.close()  # a statement left running would block the commit
         await raw.set_progress_handler(None, 0)
-        if raw.in_transaction:
+        if memo.pop(_BEGAN, True) and raw.in_transaction:
             await raw.execute("ROLLBACK")
         return True
 
