@@ -20,9 +20,7 @@ Two measurements (the issue's targets in brackets):
   The database is PostgreSQL by default (``TEST_POSTGRES_URL``, default
   postgres@127.0.0.1:5432; a database of its own, dropped at the end), with the pool of
   ``bench/query.py``: ``DB_POOL_SIZE=10``, ``DB_MAX_OVERFLOW=0``. ``--database sqlite`` uses a
-  file in ``DATA_DIR`` instead, with a pool of two connections per load connection (on
-  SQLite a query takes a second connection while its request holds one: a smaller pool
-  starves, every request waiting ``DB_POOL_TIMEOUT`` and answering 503).
+  file in ``DATA_DIR`` instead, with the same pool.
 - **Writer into chDB** [>= 50,000 events/s]: in this process, an ``EventWriter`` on a real
   ``AnalyticsStore`` (embedded chDB, on the API runs' path as chDB opens one path per
   process, in a database of its own; tables created by ``prepare``) is handed N
@@ -138,11 +136,8 @@ class Database:
 def _database(kind: str, data_dir: Path, concurrency: int) -> Iterator[Database]:
     """PostgreSQL: a database of its own, dropped at the end. SQLite: a file in DATA_DIR."""
     if kind == "sqlite":
-        # A query on SQLite takes a second connection from the pool its request's session
-        # already holds one of (PostgreSQL runs it on the session's): below two per
-        # connection the pool starves (each request waits for DB_POOL_TIMEOUT, then 503).
         url = f"sqlite+aiosqlite:///{data_dir / 'tablehouse.db'}"
-        yield Database(url, max(POOL_SIZE, 2 * concurrency), "SQLite")
+        yield Database(url, POOL_SIZE, "SQLite")
         return
     name = f"th_bench_{uuid.uuid4().hex[:10]}"
     asyncio.run(query_bench._admin(f"CREATE DATABASE {name}"))
