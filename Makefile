@@ -4,11 +4,12 @@ UV_VERSION := 0.13.8
 UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 VENV_STAMP := .venv/.synced
 
-.PHONY: help venv run migrate test lint fmt clean
+.PHONY: help venv run migrate test fuzz lint fmt clean
 
 help:
 	@echo "make run    create the environment, migrate, serve on http://127.0.0.1:8000"
 	@echo "make test   create the environment and run every test (SQLite and PostgreSQL)"
+	@echo "make fuzz   the schemathesis run with a bigger budget (FUZZ_EXAMPLES, default 500)"
 	@echo "make lint   ruff format check, ruff check, mypy --strict, import contracts"
 	@echo "make fmt    format and autofix"
 
@@ -27,6 +28,10 @@ run: migrate
 
 test: venv
 	$(UV) run --no-sync pytest
+
+FUZZ_EXAMPLES ?= 500
+fuzz: venv
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(UV) run --no-sync pytest tests/test_api_fuzz.py
 
 lint: venv
 	$(UV) run --no-sync ruff format --check .

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from tablehouse.api.dependencies import RuntimeDep, SessionDep
+from tablehouse.api.responses import errors
 from tablehouse.auth.dependencies import Now, bearer, current_principal
 from tablehouse.core.metrics import Metrics
 from tablehouse.errors import Forbidden
@@ -40,7 +41,10 @@ async def may_read_metrics(
     "/metrics",
     summary="Prometheus metrics of this process (METRICS_TOKEN or administrators)",
     response_class=Response,
-    responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}}},
+    responses={
+        200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}},
+        **errors(401, 403, 503),
+    },
     dependencies=[Depends(may_read_metrics)],
 )
 async def prometheus(request: Request) -> Response:

@@ -21,20 +21,26 @@ from tablehouse.analytics.schemas import (
 )
 from tablehouse.analytics.store import AnalyticsStore, StoreUnavailable
 from tablehouse.api.pagination import Limit, Offset, Page
+from tablehouse.api.params import IsoDateTime
 from tablehouse.api.paths import API_PREFIX
+from tablehouse.api.responses import AUTHENTICATED, errors
 from tablehouse.auth.dependencies import CurrentAdmin, QueryAccess
 from tablehouse.auth.principal import Principal
 from tablehouse.errors import Forbidden, InvalidInput, NotFound, ServiceUnavailable
 
-router = APIRouter(prefix=API_PREFIX, tags=["analytics"])
+# 404 analytics_disabled when ANALYTICS_ENABLED=false; 503 also when the store is away.
+router = APIRouter(
+    prefix=API_PREFIX, tags=["analytics"], responses={**AUTHENTICATED, **errors(404)}
+)
 T = TypeVar("T")
 MAX_BUCKETS = 10_000
 
 Since = Annotated[
-    datetime | None, Query(alias="from", description="Start, inclusive (ISO 8601; naive is UTC)")
+    IsoDateTime | None,
+    Query(alias="from", description="Start, inclusive (ISO 8601; naive is UTC)"),
 ]
 Until = Annotated[
-    datetime | None, Query(alias="to", description="End, exclusive (ISO 8601; default now)")
+    IsoDateTime | None, Query(alias="to", description="End, exclusive (ISO 8601; default now)")
 ]
 EveryUser = Annotated[
     bool, Query(alias="all_users", description="Every user's queries (administrators only)")
@@ -64,19 +70,29 @@ async def _answer(question: Awaitable[T]) -> T:
         ) from None
 
 
-def _utc(moment: datetime | None, default: datetime) -> datetime:
-    if moment is None:
-        return default
+# The range of ClickHouse's DateTime64, which the log's timestamps are. No query is logged
+# outside it, so a bound beyond it means the same as the range's end (and ClickHouse
+# refuses a parameter before its start).
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST = datetime(2299, 12, 31, tzinfo=UTC)
+
+
+def _utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _within_log(moment: datetime) -> datetime:
+    return min(max(moment, EARLIEST), LATEST)
 
 
 def _window(
     since: datetime | None, until: datetime | None, *, default: timedelta
 ) -> tuple[datetime, datetime]:
-    end = _utc(until, datetime.now(UTC))
-    start = _utc(since, end - default)
-    if start >= end:
+    end = _utc(until) if until is not None else datetime.now(UTC)
+    if since is not None and _utc(since) >= end:
         raise InvalidInput("'from' must be before 'to'", loc=("query", "from"))
+    end = _within_log(end)
+    start = _within_log(_utc(since)) if since is not None else max(end - default, EARLIEST)
     return start, end
 
 

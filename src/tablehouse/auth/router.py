@@ -10,6 +10,7 @@ from fastapi.security import OAuth2PasswordRequestForm
 
 from tablehouse.api.dependencies import RuntimeDep, SessionDep, WriteSessionDep
 from tablehouse.api.paths import API_PREFIX
+from tablehouse.api.responses import PUBLIC, WITH_BODY, errors
 from tablehouse.auth import accounts, api_keys, sessions
 from tablehouse.auth.dependencies import ClientDep, CurrentUser, IssuerDep, Now
 from tablehouse.auth.mail import send_later
@@ -28,10 +29,14 @@ from tablehouse.auth.schemas import (
     UserRead,
 )
 
-router = APIRouter(prefix=f"{API_PREFIX}/auth", tags=["auth"])
+router = APIRouter(prefix=f"{API_PREFIX}/auth", tags=["auth"], responses=PUBLIC)
+
+SIGNED_IN = errors(401, 403)
 
 
-@router.post("/register", status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/register", status_code=status.HTTP_201_CREATED, responses={**WITH_BODY, **errors(409)}
+)
 async def register(
     body: RegisterRequest,
     session: SessionDep,
@@ -52,7 +57,11 @@ async def register(
     return UserRead.model_validate(sent.user)
 
 
-@router.post("/login", summary="Log in with email and password (JSON)")
+@router.post(
+    "/login",
+    summary="Log in with email and password (JSON)",
+    responses={**WITH_BODY, **errors(401, 429)},
+)
 async def login(
     body: LoginRequest,
     session: SessionDep,
@@ -72,7 +81,11 @@ async def login(
     )
 
 
-@router.post("/token", summary="Log in with the OAuth2 password form (the docs' Authorize)")
+@router.post(
+    "/token",
+    summary="Log in with the OAuth2 password form (the docs' Authorize)",
+    responses={**WITH_BODY, **errors(401, 429)},
+)
 async def token(
     form: Annotated[OAuth2PasswordRequestForm, Depends()],
     session: SessionDep,
@@ -92,25 +105,29 @@ async def token(
     )
 
 
-@router.post("/refresh", summary="Exchange a refresh token for a new pair (rotation)")
+@router.post(
+    "/refresh",
+    summary="Exchange a refresh token for a new pair (rotation)",
+    responses={**WITH_BODY, **errors(401)},
+)
 async def refresh(
     body: RefreshRequest, session: SessionDep, issuer: IssuerDep, now: Now
 ) -> TokenPair:
     return await sessions.refresh(session, issuer=issuer, refresh_token=body.refresh_token, now=now)
 
 
-@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT)
+@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, responses=SIGNED_IN)
 async def logout(caller: CurrentUser, session: SessionDep) -> None:
     assert caller.session_id is not None
     await sessions.logout(session, user_id=caller.user.id, session_id=caller.session_id)
 
 
-@router.post("/logout-all", status_code=status.HTTP_204_NO_CONTENT)
+@router.post("/logout-all", status_code=status.HTTP_204_NO_CONTENT, responses=SIGNED_IN)
 async def logout_all(caller: CurrentUser, session: SessionDep) -> None:
     await sessions.logout_everywhere(session, user_id=caller.user.id)
 
 
-@router.get("/sessions")
+@router.get("/sessions", responses=SIGNED_IN)
 async def list_sessions(caller: CurrentUser, session: SessionDep, now: Now) -> list[SessionRead]:
     active = await sessions.active_sessions(session, user_id=caller.user.id, now=now)
     return [
@@ -119,12 +136,16 @@ async def list_sessions(caller: CurrentUser, session: SessionDep, now: Now) -> l
     ]
 
 
-@router.delete("/sessions/{session_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/sessions/{session_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={**SIGNED_IN, **errors(404)},
+)
 async def revoke_session(session_id: uuid.UUID, caller: CurrentUser, session: SessionDep) -> None:
     await sessions.revoke_one(session, user_id=caller.user.id, session_id=session_id)
 
 
-@router.post("/verify/request", status_code=status.HTTP_202_ACCEPTED)
+@router.post("/verify/request", status_code=status.HTTP_202_ACCEPTED, responses=WITH_BODY)
 async def request_verification(
     body: EmailRequest, session: SessionDep, runtime: RuntimeDep, tasks: BackgroundTasks, now: Now
 ) -> dict[str, str]:
@@ -136,13 +157,17 @@ async def request_verification(
     return {"status": "if the address belongs to an unverified account, a link is on its way"}
 
 
-@router.post("/verify/confirm")
+@router.post("/verify/confirm", responses={**WITH_BODY, **errors(400)})
 async def confirm_verification(body: TokenConfirm, session: SessionDep, now: Now) -> UserRead:
     user = await accounts.confirm_verification(session, token=body.token, now=now)
     return UserRead.model_validate(user)
 
 
-@router.get("/verify/confirm", summary="The same, for the link in the verification mail")
+@router.get(
+    "/verify/confirm",
+    summary="The same, for the link in the verification mail",
+    responses=errors(400),
+)
 async def confirm_verification_link(
     token: Annotated[str, Query(min_length=1, max_length=200)], session: WriteSessionDep, now: Now
 ) -> UserRead:
@@ -150,7 +175,7 @@ async def confirm_verification_link(
     return UserRead.model_validate(user)
 
 
-@router.post("/password-reset/request", status_code=status.HTTP_202_ACCEPTED)
+@router.post("/password-reset/request", status_code=status.HTTP_202_ACCEPTED, responses=WITH_BODY)
 async def request_password_reset(
     body: EmailRequest, session: SessionDep, runtime: RuntimeDep, tasks: BackgroundTasks, now: Now
 ) -> dict[str, str]:
@@ -162,7 +187,7 @@ async def request_password_reset(
     return {"status": "if the address belongs to an account, a reset link is on its way"}
 
 
-@router.post("/password-reset/confirm", status_code=status.HTTP_204_NO_CONTENT)
+@router.post("/password-reset/confirm", status_code=status.HTTP_204_NO_CONTENT, responses=WITH_BODY)
 async def confirm_password_reset(
     body: PasswordResetConfirm, session: SessionDep, runtime: RuntimeDep, now: Now
 ) -> None:
@@ -175,20 +200,24 @@ async def confirm_password_reset(
     )
 
 
-@router.post("/api-keys", status_code=status.HTTP_201_CREATED)
+@router.post("/api-keys", status_code=status.HTTP_201_CREATED, responses={**SIGNED_IN, **WITH_BODY})
 async def create_api_key(
     body: ApiKeyCreate, caller: CurrentUser, session: SessionDep, now: Now
 ) -> ApiKeyCreated:
     return await api_keys.create(session, owner=caller.user, request=body, now=now)
 
 
-@router.get("/api-keys")
+@router.get("/api-keys", responses=SIGNED_IN)
 async def list_api_keys(caller: CurrentUser, session: SessionDep) -> list[ApiKeyRead]:
     keys = await api_keys.list_for(session, owner=caller.user)
     return [ApiKeyRead.model_validate(key) for key in keys]
 
 
-@router.delete("/api-keys/{key_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/api-keys/{key_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={**SIGNED_IN, **errors(404)},
+)
 async def revoke_api_key(
     key_id: uuid.UUID, caller: CurrentUser, session: SessionDep, now: Now
 ) -> None:

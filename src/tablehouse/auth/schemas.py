@@ -10,11 +10,12 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, EmailStr, Field, Strin
 
 from tablehouse.auth.models import Role, Scope
 from tablehouse.core.passwords import MAX_PASSWORD_LENGTH
+from tablehouse.core.text import Text
 
 # Length is checked by the service (after normalisation) so the message can be precise;
 # the upper bound here only stops absurd bodies before they reach the hasher.
 Password = Annotated[str, Field(max_length=MAX_PASSWORD_LENGTH * 4)]
-FullName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+FullName = Annotated[Text, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 
 
 class RegisterRequest(BaseModel):
@@ -86,10 +87,10 @@ class SessionRead(BaseModel):
 class ApiKeyCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+    name: Annotated[Text, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
     scopes: Annotated[list[Scope], Field(min_length=1)]
     expires_at: datetime | None = None
-    datasets: list[Annotated[str, Field(min_length=1, max_length=63)]] | None = Field(
+    datasets: list[Annotated[Text, Field(min_length=1, max_length=63)]] | None = Field(
         default=None, description="Restrict the key to these datasets; omit for all"
     )
 

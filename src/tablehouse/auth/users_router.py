@@ -10,12 +10,13 @@ from fastapi import APIRouter, Query, status
 from tablehouse.api.dependencies import RuntimeDep, SessionDep
 from tablehouse.api.pagination import Limit, Offset, Page
 from tablehouse.api.paths import API_PREFIX
+from tablehouse.api.responses import AUTHENTICATED, WITH_BODY, errors
 from tablehouse.auth import accounts, repository
 from tablehouse.auth.dependencies import CurrentAdmin, CurrentPrincipal, CurrentUser
 from tablehouse.auth.models import Role
 from tablehouse.auth.schemas import AdminUserUpdate, UpdateMe, UserRead
 
-router = APIRouter(prefix=f"{API_PREFIX}/users", tags=["users"])
+router = APIRouter(prefix=f"{API_PREFIX}/users", tags=["users"], responses=AUTHENTICATED)
 
 
 @router.get("/me")
@@ -23,7 +24,11 @@ async def read_me(caller: CurrentPrincipal) -> UserRead:
     return UserRead.model_validate(caller.user)
 
 
-@router.patch("/me", summary="Change your name or password (needs current_password)")
+@router.patch(
+    "/me",
+    summary="Change your name or password (needs current_password)",
+    responses=WITH_BODY,
+)
 async def update_me(
     body: UpdateMe, caller: CurrentUser, session: SessionDep, runtime: RuntimeDep
 ) -> UserRead:
@@ -58,12 +63,16 @@ async def list_users(
     )
 
 
-@router.get("/{user_id}", summary="One user (admins)")
+@router.get("/{user_id}", summary="One user (admins)", responses=errors(404))
 async def read_user(user_id: uuid.UUID, _admin: CurrentAdmin, session: SessionDep) -> UserRead:
     return UserRead.model_validate(await accounts.get_user(session, user_id))
 
 
-@router.patch("/{user_id}", summary="Change role, activity or verification (admins)")
+@router.patch(
+    "/{user_id}",
+    summary="Change role, activity or verification (admins)",
+    responses={**WITH_BODY, **errors(404)},
+)
 async def update_user(
     user_id: uuid.UUID, body: AdminUserUpdate, admin: CurrentAdmin, session: SessionDep
 ) -> UserRead:

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Body, Query, status
 from tablehouse.api.dependencies import RuntimeDep, SessionDep
 from tablehouse.api.pagination import Limit, Offset, Page
 from tablehouse.api.paths import API_PREFIX
+from tablehouse.api.responses import AUTHENTICATED, WITH_BODY, errors
 from tablehouse.auth.dependencies import ReadAccess, WriteAccess
 from tablehouse.datasets import service
 from tablehouse.datasets.models import Schema
@@ -21,7 +22,9 @@ from tablehouse.datasets.schemas import (
     ValidationReport,
 )
 
-router = APIRouter(prefix=f"{API_PREFIX}/schemas", tags=["schemas"])
+router = APIRouter(prefix=f"{API_PREFIX}/schemas", tags=["schemas"], responses=AUTHENTICATED)
+
+NAMED = errors(404)
 OwnerQuery = Annotated[uuid.UUID | None, Query(description="Admins: act on another user's dataset")]
 
 
@@ -29,7 +32,12 @@ def _read(schema: Schema, row_count: int | None = None) -> SchemaRead:
     return SchemaRead.model_validate(schema).model_copy(update={"row_count": row_count})
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, summary="Define a dataset; creates its table")
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    summary="Define a dataset; creates its table",
+    responses={**WITH_BODY, **errors(409)},
+)
 async def create_schema(
     body: SchemaCreate, caller: WriteAccess, session: SessionDep, runtime: RuntimeDep
 ) -> SchemaRead:
@@ -56,7 +64,11 @@ async def list_schemas(
     )
 
 
-@router.post("/validate", summary="Check a definition and show its DDL; writes nothing")
+@router.post(
+    "/validate",
+    summary="Check a definition and show its DDL; writes nothing",
+    responses=WITH_BODY,
+)
 async def validate_schema(
     caller: ReadAccess,
     session: SessionDep,
@@ -68,7 +80,7 @@ async def validate_schema(
     )
 
 
-@router.get("/{name}", summary="One dataset with its current version and fields")
+@router.get("/{name}", summary="One dataset with its current version and fields", responses=NAMED)
 async def read_schema(
     name: str, caller: ReadAccess, session: SessionDep, owner: OwnerQuery = None
 ) -> SchemaRead:
@@ -76,7 +88,11 @@ async def read_schema(
     return _read(schema, await service.row_count(session, schema))
 
 
-@router.patch("/{name}", summary="Change the description or fields; one new version")
+@router.patch(
+    "/{name}",
+    summary="Change the description or fields; one new version",
+    responses={**NAMED, **WITH_BODY, **errors(409)},
+)
 async def update_schema(
     name: str,
     body: SchemaUpdate,
@@ -97,7 +113,10 @@ async def update_schema(
 
 
 @router.delete(
-    "/{name}", status_code=status.HTTP_204_NO_CONTENT, summary="Drop the dataset and its table"
+    "/{name}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Drop the dataset and its table",
+    responses=NAMED,
 )
 async def delete_schema(
     name: str, caller: WriteAccess, session: SessionDep, owner: OwnerQuery = None
@@ -106,7 +125,9 @@ async def delete_schema(
     await service.delete(session, schema=schema)
 
 
-@router.get("/{name}/versions", summary="Every version and the change that made it")
+@router.get(
+    "/{name}/versions", summary="Every version and the change that made it", responses=NAMED
+)
 async def list_versions(
     name: str, caller: ReadAccess, session: SessionDep, owner: OwnerQuery = None
 ) -> list[SchemaVersionRead]:

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from tablehouse.core.text import Text
 from tablehouse.datasets.names import check_identifier
 
 Identifier = Annotated[str, AfterValidator(check_identifier)]
@@ -27,13 +28,13 @@ class FieldSpec(BaseModel):
 
     name: Identifier
     type: FieldType
-    description: Annotated[str | None, Field(max_length=1000)] = None
+    description: Annotated[Text | None, Field(max_length=1000)] = None
     nullable: bool | None = Field(
         default=None, description="Default: false for primary-key fields, true for others"
     )
     primary_key: bool = False
     unique: bool = False
-    default: str | int | float | bool | None = Field(
+    default: Text | int | float | bool | None = Field(
         default=None, description="For string, integer, float and boolean fields"
     )
     max_length: Annotated[int | None, Field(ge=1, le=MAX_STRING_LENGTH)] = None
@@ -75,7 +76,7 @@ class SchemaCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: Identifier
-    description: Annotated[str | None, Field(max_length=2000)] = None
+    description: Annotated[Text | None, Field(max_length=2000)] = None
     fields: Annotated[list[FieldSpec], Field(min_length=1)]
 
 
@@ -107,7 +108,7 @@ Change = Annotated[AddField | DropField | RenameField, Field(discriminator="op")
 class SchemaUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    description: Annotated[str | None, Field(max_length=2000)] = None
+    description: Annotated[Text | None, Field(max_length=2000)] = None
     changes: Annotated[list[Change], Field(max_length=50)] = []
 
     @model_validator(mode="after")

@@ -9,11 +9,12 @@ from fastapi.responses import Response, StreamingResponse
 
 from tablehouse.api.dependencies import RuntimeDep, SessionDep, reads_only
 from tablehouse.api.paths import API_PREFIX
+from tablehouse.api.responses import AUTHENTICATED, WITH_BODY, errors
 from tablehouse.auth.dependencies import QueryAccess
 from tablehouse.query import service
 from tablehouse.query.schemas import QueryRequest, QueryResult
 
-router = APIRouter(prefix=API_PREFIX, tags=["query"])
+router = APIRouter(prefix=API_PREFIX, tags=["query"], responses=AUTHENTICATED)
 
 STREAM_TYPES: dict[str, service.StreamFormat] = {
     "text/csv": "csv",
@@ -56,9 +57,8 @@ def _stream_format(accept: str | None) -> service.StreamFormat | None:
             },
             "description": "JSON by default; CSV or NDJSON (streamed) by the Accept header",
         },
-        400: {"description": "Refused, failed in the database, or timed out (query_timeout)"},
-        404: {"description": "The statement names a dataset you do not have"},
-        429: {"description": "Too many of your queries are running at once"},
+        **WITH_BODY,
+        **errors(404, 429),
     },
 )
 @reads_only

@@ -8,13 +8,17 @@ from fastapi import APIRouter, Body, Path, Query, Request, status
 
 from tablehouse.api.dependencies import SessionDep
 from tablehouse.api.paths import API_PREFIX
+from tablehouse.api.responses import AUTHENTICATED, WITH_BODY, errors
 from tablehouse.auth.dependencies import ReadAccess, WriteAccess
 from tablehouse.datasets import service as datasets
 from tablehouse.datasets.router import OwnerQuery
 from tablehouse.rows import reading, records
 from tablehouse.rows.reading import DEFAULT_LIMIT, MAX_LIMIT, CountMode, ReadRequest, RowPage
 
-router = APIRouter(prefix=f"{API_PREFIX}/schemas", tags=["rows"])
+# Every operation names a dataset (404 when it is not yours).
+router = APIRouter(
+    prefix=f"{API_PREFIX}/schemas", tags=["rows"], responses={**AUTHENTICATED, **errors(404)}
+)
 
 KEY_HELP = (
     "The row's primary key. Several key fields: the values in field order joined by ',', "
@@ -34,6 +38,7 @@ Count = Annotated[CountMode | None, Query(description="Also count the matching r
 @router.get(
     "/{name}/rows",
     summary="Rows: filter with ?field=op.value (eq neq lt lte gt gte like ilike in is)",
+    responses=errors(400),
 )
 async def list_rows(
     name: str,
@@ -67,7 +72,11 @@ async def read_row(
     return await records.get(session, schema=schema, key=key)
 
 
-@router.patch("/{name}/rows/{key:path}", summary="Change some fields of one row")
+@router.patch(
+    "/{name}/rows/{key:path}",
+    summary="Change some fields of one row",
+    responses={**WITH_BODY, **errors(409)},
+)
 async def update_row(
     name: str,
     key: Key,

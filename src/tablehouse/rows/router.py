@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query, Request, status
 
 from tablehouse.api.dependencies import RuntimeDep, SessionDep
 from tablehouse.api.paths import API_PREFIX
+from tablehouse.api.responses import AUTHENTICATED, WITH_BODY, errors
 from tablehouse.auth.dependencies import WriteAccess
 from tablehouse.datasets import service as datasets
 from tablehouse.datasets.router import OwnerQuery
@@ -16,7 +17,7 @@ from tablehouse.rows import ingest
 from tablehouse.rows.schemas import IngestReport, OnInvalid
 from tablehouse.rows.writer import OnConflict
 
-router = APIRouter(prefix=f"{API_PREFIX}/schemas", tags=["rows"])
+router = APIRouter(prefix=f"{API_PREFIX}/schemas", tags=["rows"], responses=AUTHENTICATED)
 
 BODY_FORMATS = {
     "application/json": {"schema": {"oneOf": [{"type": "object"}, {"type": "array"}]}},
@@ -30,6 +31,7 @@ BODY_FORMATS = {
     status_code=status.HTTP_201_CREATED,
     summary="Load rows: a JSON object or array, NDJSON, or CSV with a header row",
     openapi_extra={"requestBody": {"required": True, "content": BODY_FORMATS}},
+    responses={**WITH_BODY, **errors(404, 409, 413, 415)},
 )
 async def load_rows(
     name: str,
