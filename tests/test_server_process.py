@@ -41,6 +41,15 @@ def test_bad_setting_stops_start_up_fast_with_one_line(
     assert expected in lines[0]
 
 
+def test_an_unmigrated_database_stops_start_up_with_what_to_run(tmp_path: Path) -> None:
+    env = {"DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'new.db'}", "DATA_DIR": str(tmp_path)}
+    result = run_tablehouse("serve", env=env, timeout=30)
+    assert result.returncode != 0
+    failures = [r for r in _json_records(result.stderr) if r.get("event") == "app.start_failed"]
+    assert len(failures) == 1
+    assert "run 'tablehouse db init' first" in str(failures[0]["reason"])
+
+
 def test_secret_in_a_bad_url_is_not_printed(tmp_path: Path) -> None:
     result = run_tablehouse(
         "serve", env={"DATABASE_URL": "mysql://u:s3cr3t-pw@h/db", "DATA_DIR": str(tmp_path)}
@@ -71,9 +80,11 @@ def test_unreachable_database_is_retried_then_the_process_exits(tmp_path: Path) 
     assert "Traceback" not in result.stderr, "an expected failure is one line, not a stack"
 
 
-def test_served_app_answers_and_logs_request_ids_as_json(tmp_path: Path) -> None:
+def test_served_app_answers_and_logs_request_ids_as_json(
+    sqlite_template: Path, tmp_path: Path
+) -> None:
     env = {
-        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'served.db'}",
+        "DATABASE_URL": databases.copy_sqlite(sqlite_template, tmp_path),
         "DATA_DIR": str(tmp_path),
         "JWT_SECRET": "never-log-me-" + "x" * 30,
     }

@@ -16,6 +16,7 @@ from tablehouse.api.errors import install_error_handlers
 from tablehouse.api.middleware import RequestContextMiddleware, StartupFailureMiddleware
 from tablehouse.api.runtime import Runtime
 from tablehouse.config import Settings, load_settings
+from tablehouse.core import migrations
 from tablehouse.core.database import (
     create_engine,
     create_read_engine,
@@ -96,6 +97,7 @@ async def _start(
     attempts, delay = settings.db_startup_attempts, settings.db_startup_retry_delay
     try:
         await wait_for_database(engines.main, attempts=attempts, delay=delay)
+        await migrations.require_current_schema(engines.main, settings)
         if engines.queries is not engines.reads:
             await wait_for_database(engines.queries, attempts=attempts, delay=delay)
         await check_query_role(engines.queries, settings.query_database_role)

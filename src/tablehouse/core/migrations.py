@@ -4,13 +4,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import structlog
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tablehouse.config import Settings
+from tablehouse.errors import SettingsError
+
+log = structlog.get_logger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -48,3 +54,30 @@ def head_revision(settings: Settings) -> str | None:
 
 def current_revision(connection: Connection) -> str | None:
     return MigrationContext.configure(connection).get_current_revision()
+
+
+async def require_current_schema(engine: AsyncEngine, settings: Settings) -> None:
+    """Refuse to serve a database that ``db init`` has not brought to this version's
+    revision: every request would fail on a missing table. A database at a revision this
+    version does not know (a newer one, during a rolling upgrade) is served as it is."""
+    script = ScriptDirectory.from_config(alembic_config(settings))
+    head = script.get_current_head()
+    async with engine.connect() as connection:
+        current = await connection.run_sync(current_revision)
+    if current == head:
+        return
+    known = current is not None and _is_known(script, current)
+    if current is None or known:
+        where = "has no tables yet" if current is None else f"is at revision {current}"
+        raise SettingsError(
+            f"the database {where}; this version needs {head}: run 'tablehouse db init' first",
+            code="database_not_migrated",
+        )
+    log.warning("database.revision_unknown", revision=current, expected=head)
+
+
+def _is_known(script: ScriptDirectory, revision: str) -> bool:
+    try:
+        return script.get_revision(revision) is not None
+    except CommandError:
+        return False
