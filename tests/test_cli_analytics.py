@@ -79,7 +79,11 @@ def test_replay_writes_what_the_spool_holds(env: dict[str, str], tmp_path: Path)
     assert "0 segment file(s) waiting" in after.stdout
 
 
-def test_unreachable_server_store_is_one_line(env: dict[str, str]) -> None:
+def test_unreachable_server_store_is_one_line_and_does_not_stop_db_init(
+    env: dict[str, str],
+) -> None:
+    """``analytics migrate`` fails; ``db init`` readies the database and warns, because the
+    server creates the tables itself when the store answers (a container must start)."""
     closed = {**env, "ANALYTICS_URL": "http://127.0.0.1:1/tablehouse"}
 
     migrate = run_tablehouse("analytics", "migrate", env=closed)
@@ -87,6 +91,11 @@ def test_unreachable_server_store_is_one_line(env: dict[str, str]) -> None:
 
     assert migrate.returncode == 1
     assert "the analytics store did not answer (http://127.0.0.1:1" in migrate.stderr
-    assert init.returncode == 1
-    assert "ANALYTICS_ENABLED=false" in init.stderr
+    assert init.returncode == 0, init.stderr
+    assert "database ready at revision" in init.stdout
+    # stderr also holds the migration log lines; the warning is one plain line of its own.
+    warnings = [line for line in init.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1
+    assert warnings[0].startswith("warning: the analytics store did not answer")
+    assert "ANALYTICS_ENABLED=false" in warnings[0]
     assert "Traceback" not in migrate.stderr + init.stderr

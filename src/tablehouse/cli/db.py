@@ -138,10 +138,15 @@ def _init_analytics(settings: Settings) -> None:
     try:
         applied = asyncio.run(migrate_store(settings))
     except StoreUnavailable as exc:
-        raise fail(
-            f"the analytics store did not answer: {exc} (set ANALYTICS_URL, or "
-            "ANALYTICS_ENABLED=false to run without analytics)"
-        ) from None
+        # Not fatal: the server creates the tables itself once the store answers, and spools
+        # events until then, so a ClickHouse outage must not keep the API from starting.
+        typer.echo(
+            f"warning: the analytics store did not answer: {exc}; the server will create its "
+            "tables when it answers ('tablehouse analytics migrate' does it now; "
+            "ANALYTICS_ENABLED=false runs without analytics)",
+            err=True,
+        )
+        return
     typer.echo(
         "analytics tables " + (f"created: {', '.join(applied)}" if applied else "up to date")
     )
