@@ -97,15 +97,18 @@ class ApiModel(RuleBasedStateMachine):
             assert response.status_code == 409, response.text
             return
         assert response.status_code == 201, response.text
-        inserted = skipped = 0
+        written: set[int] = set()
+        skipped = 0
         for record in batch:
             key = record["id"]
             assert isinstance(key, int)
             if mode == "skip" and key in dataset.rows:
                 skipped += 1
                 continue
-            dataset.rows[key] = dict(record)  # update: the last one wins
-            inserted += 1
+            # update: a key repeated in the body is written once, the last one winning.
+            dataset.rows[key] = dict(record)
+            written.add(key)
+        inserted = len(written)
         report = response.json()
         assert (report["inserted"], report["skipped"]) == (inserted, skipped)
 
