@@ -9,7 +9,7 @@ from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tablehouse.api.runtime import Runtime
-from tablehouse.core.database import uow
+from tablehouse.core.database import read_uow, uow
 
 
 # Dependencies are coroutines even when they do not await: FastAPI runs a plain function in
@@ -41,9 +41,14 @@ def is_read(request: Request) -> bool:
     )
 
 
-async def get_session(request: Request, runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
-    factory = runtime.read_session_factory if is_read(request) else runtime.session_factory
-    async with uow(factory) as session:
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    # The runtime straight from the app, not as a dependency: one fewer to resolve per request.
+    runtime = cast(Runtime, request.app.state.runtime)
+    if is_read(request):
+        async with read_uow(runtime.read_session_factory) as session:
+            yield session
+        return
+    async with uow(runtime.session_factory) as session:
         yield session
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -32,3 +33,8 @@ class Runtime:
     query_slots: ConcurrencyLimit
     events: EventSink
     metrics: Metrics
+
+    @property
+    def idle_timeout(self) -> timedelta:
+        """How long a login session may go unused (SESSION_IDLE_TIMEOUT_MINUTES)."""
+        return timedelta(minutes=self.settings.session_idle_timeout_minutes)

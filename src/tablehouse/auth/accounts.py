@@ -10,6 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tablehouse.auth import repository
+from tablehouse.auth.identity import Account
 from tablehouse.auth.models import OneTimeToken, Role, TokenPurpose, User
 from tablehouse.auth.schemas import AdminUserUpdate, UpdateMe
 from tablehouse.config import Settings
@@ -119,16 +120,18 @@ async def update_me(
     session: AsyncSession,
     *,
     passwords: Passwords,
-    user: User,
+    user: Account,
     changes: UpdateMe,
     current_session_id: uuid.UUID | None,
 ) -> User:
+    """``user`` is the caller as authenticated; their row is loaded here to be changed."""
+    stored = await get_user(session, user.id)
     if changes.full_name is not None:
-        user.full_name = changes.full_name
+        stored.full_name = changes.full_name
     if changes.password is not None:
-        await _change_password(session, passwords, user, changes, current_session_id)
+        await _change_password(session, passwords, stored, changes, current_session_id)
     await session.flush()
-    return user
+    return stored
 
 
 async def _change_password(
@@ -275,7 +278,7 @@ async def get_user(session: AsyncSession, user_id: uuid.UUID) -> User:
 
 
 async def administer(
-    session: AsyncSession, *, admin: User, user_id: uuid.UUID, changes: AdminUserUpdate
+    session: AsyncSession, *, admin: Account, user_id: uuid.UUID, changes: AdminUserUpdate
 ) -> User:
     user = await get_user(session, user_id)
     if user.id == admin.id and (changes.is_active is False or changes.role == Role.USER):
@@ -292,7 +295,7 @@ async def administer(
     return user
 
 
-async def delete_user(session: AsyncSession, *, admin: User, user_id: uuid.UUID) -> None:
+async def delete_user(session: AsyncSession, *, admin: Account, user_id: uuid.UUID) -> None:
     user = await get_user(session, user_id)
     if user.id == admin.id:
         raise Conflict("admins cannot delete themselves", code="cannot_change_self")

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from datetime import UTC, datetime
+from typing import Annotated, cast
 
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from tablehouse.api.dependencies import RuntimeDep, SessionDep, is_read
+from tablehouse.api.runtime import Runtime
 from tablehouse.auth import principal
 from tablehouse.auth.models import Scope
 from tablehouse.auth.principal import Principal
@@ -48,26 +50,50 @@ async def get_client(request: Request) -> Client:
 ClientDep = Annotated[Client, Depends(get_client)]
 
 
+BearerToken = Annotated[str | None, Depends(bearer)]
+
+
+async def _authenticated(request: Request, session: AsyncSession, token: str | None) -> Principal:
+    if not token:
+        raise NotAuthenticated("sign in: send 'Authorization: Bearer <token>'")
+    runtime = cast(Runtime, request.app.state.runtime)
+    return await principal.authenticate(
+        session,
+        codec=runtime.tokens,
+        token=token,
+        idle_timeout=runtime.idle_timeout,
+        now=datetime.now(UTC),
+        record_use=not is_read(request),
+    )
+
+
 async def current_principal(
     request: Request,
     session: SessionDep,
     runtime: RuntimeDep,
     now: Now,
-    token: Annotated[str | None, Depends(bearer)],
+    token: BearerToken,
 ) -> Principal:
+    """The caller, for code that has its runtime and clock at hand (the metrics endpoint)."""
     if not token:
         raise NotAuthenticated("sign in: send 'Authorization: Bearer <token>'")
     return await principal.authenticate(
         session,
         codec=runtime.tokens,
         token=token,
-        idle_timeout=timedelta(minutes=runtime.settings.session_idle_timeout_minutes),
+        idle_timeout=runtime.idle_timeout,
         now=now,
         record_use=not is_read(request),
     )
 
 
-CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+# Every authenticated request resolves one of these, so they take as few dependencies as
+# they can (each costs FastAPI some work per request): the session and the bearer token.
+async def caller_principal(request: Request, session: SessionDep, token: BearerToken) -> Principal:
+    return await _authenticated(request, session, token)
+
+
+CurrentPrincipal = Annotated[Principal, Depends(caller_principal)]
 
 
 async def current_user(caller: CurrentPrincipal) -> Principal:
@@ -89,8 +115,11 @@ async def current_admin(caller: CurrentUser) -> Principal:
 CurrentAdmin = Annotated[Principal, Depends(current_admin)]
 
 
-def require_scope(scope: Scope) -> Callable[[Principal], Awaitable[Principal]]:
-    async def check(caller: CurrentPrincipal) -> Principal:
+def require_scope(scope: Scope) -> Callable[..., Awaitable[Principal]]:
+    """The caller, who must hold ``scope`` (a login session holds every scope)."""
+
+    async def check(request: Request, session: SessionDep, token: BearerToken) -> Principal:
+        caller = await _authenticated(request, session, token)
         if scope not in caller.scopes:
             raise Forbidden(f"this API key lacks the '{scope}' scope", code="scope_required")
         return caller

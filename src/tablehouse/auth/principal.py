@@ -10,7 +10,8 @@ from datetime import datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tablehouse.auth import repository
-from tablehouse.auth.models import AuthSession, Role, Scope, User
+from tablehouse.auth.identity import Account, Login
+from tablehouse.auth.models import Role, Scope
 from tablehouse.core.tokens import TokenCodec, hash_token
 from tablehouse.errors import Forbidden, NotAuthenticated
 
@@ -22,7 +23,7 @@ TOUCH_INTERVAL = timedelta(minutes=1)
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    user: User
+    user: Account
     scopes: frozenset[Scope]
     session_id: uuid.UUID | None = None
     api_key_id: uuid.UUID | None = None
@@ -45,8 +46,10 @@ async def from_access_token(
     now: datetime,
     record_use: bool = True,
 ) -> Principal:
+    """The session is read on every request, so a logout, a revocation or a password change
+    takes effect on the very next one."""
     claims = codec.decode(token)
-    login = await repository.session_with_user(session, claims.session_id)
+    login = await repository.session_credential(session, claims.session_id)
     if (
         login is None
         or login.user_id != claims.user_id
@@ -61,7 +64,7 @@ async def from_access_token(
     return Principal(user=login.user, scopes=ALL_SCOPES, session_id=login.id)
 
 
-def ensure_session_usable(login: AuthSession, now: datetime) -> None:
+def ensure_session_usable(login: Login, now: datetime) -> None:
     if login.is_revoked:
         raise NotAuthenticated("this session has been signed out", code="session_revoked")
     if login.expires_at <= now or login.idle_expires_at <= now:
@@ -77,7 +80,7 @@ async def from_api_key(
     prefix, _, secret = key.removeprefix(API_KEY_MARKER).partition("_")
     if not prefix or not secret:
         raise invalid
-    api_key = await repository.api_key_with_user(session, prefix)
+    api_key = await repository.api_key_credential(session, prefix)
     if api_key is None or not hmac.compare_digest(api_key.key_hash, hash_token(key)):
         raise invalid
     if api_key.revoked_at is not None:
@@ -89,7 +92,7 @@ async def from_api_key(
     if record_use and (
         api_key.last_used_at is None or now - api_key.last_used_at >= TOUCH_INTERVAL
     ):
-        api_key.last_used_at = now
+        await repository.touch_api_key(session, api_key.id, now=now)
     return Principal(
         user=api_key.user,
         scopes=frozenset(Scope(scope) for scope in api_key.scopes),

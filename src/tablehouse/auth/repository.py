@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Result, bindparam, delete, func, select, update
+from sqlalchemy import CursorResult, Result, Select, bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import joinedload
+from sqlalchemy.orm import Session, joinedload
 
+from tablehouse.auth.identity import AccountRecord, KeyCredential, SessionCredential
 from tablehouse.auth.models import (
     ApiKey,
     AuthSession,
@@ -63,14 +65,102 @@ async def add(session: AsyncSession, row: object) -> None:
     await session.flush()
 
 
-# Every authenticated request runs one of these two: built once, not per request.
+# Every authenticated request runs one of these two: Core statements built once, returning
+# plain values (no ORM loading, no identity map), on the unit of work's connection.
+_users = User.__table__
+_sessions = AuthSession.__table__
+_api_keys = ApiKey.__table__
+_ACCOUNT = (
+    _users.c.id,
+    _users.c.email,
+    _users.c.full_name,
+    _users.c.role,
+    _users.c.is_active,
+    _users.c.is_verified,
+    _users.c.created_at,
+    _users.c.last_login_at,
+)
+_SESSION_CREDENTIAL = (
+    select(
+        _sessions.c.id,
+        _sessions.c.user_id,
+        _sessions.c.access_token_hash,
+        _sessions.c.is_revoked,
+        _sessions.c.expires_at,
+        _sessions.c.idle_expires_at,
+        _sessions.c.last_used_at,
+        *_ACCOUNT,
+    )
+    .join_from(_sessions, _users, _sessions.c.user_id == _users.c.id)
+    .where(_sessions.c.id == bindparam("session_id"))
+)
+_KEY_CREDENTIAL = (
+    select(
+        _api_keys.c.id,
+        _api_keys.c.key_hash,
+        _api_keys.c.scopes,
+        _api_keys.c.dataset_names,
+        _api_keys.c.expires_at,
+        _api_keys.c.last_used_at,
+        _api_keys.c.revoked_at,
+        *_ACCOUNT,
+    )
+    .join_from(_api_keys, _users, _api_keys.c.user_id == _users.c.id)
+    .where(_api_keys.c.prefix == bindparam("prefix"))
+)
+
+
+async def session_credential(
+    session: AsyncSession, session_id: uuid.UUID
+) -> SessionCredential | None:
+    """The login session ``session_id`` and its user, as an access token is checked."""
+    row = await session.run_sync(_first, _SESSION_CREDENTIAL, {"session_id": session_id})
+    if row is None:
+        return None
+    login_id, user_id, token_hash, revoked, expires, idle_expires, used, *account = row
+    return SessionCredential(
+        login_id, user_id, token_hash, revoked, expires, idle_expires, used, _account(account)
+    )
+
+
+async def api_key_credential(session: AsyncSession, prefix: str) -> KeyCredential | None:
+    """The API key with ``prefix`` and its user, as a request presenting it is checked."""
+    row = await session.run_sync(_first, _KEY_CREDENTIAL, {"prefix": prefix})
+    if row is None:
+        return None
+    key_id, key_hash, scopes, datasets, expires, used, revoked, *account = row
+    return KeyCredential(
+        key_id, key_hash, scopes, datasets, expires, used, revoked, _account(account)
+    )
+
+
+def _first(
+    sync_session: Session, statement: Select[Any], params: dict[str, Any]
+) -> Sequence[Any] | None:
+    """The first row of a Core statement on the session's connection, in one hop into
+    SQLAlchemy's synchronous side (checking out the connection and executing together)."""
+    return sync_session.connection().execute(statement, params).first()
+
+
+def _account(values: list[Any]) -> AccountRecord:
+    user_id, email, full_name, role, active, verified, created, last_login = values
+    return AccountRecord(user_id, email, full_name, role, active, verified, created, last_login)
+
+
+async def touch_api_key(session: AsyncSession, key_id: uuid.UUID, *, now: datetime) -> None:
+    await session.execute(
+        update(ApiKey)
+        .where(ApiKey.id == key_id)
+        .values(last_used_at=now)
+        .execution_options(synchronize_session=False)
+    )
+
+
+# The refresh flow works on the ORM session row (it rotates it).
 _SESSION_WITH_USER = (
     select(AuthSession)
     .options(joinedload(AuthSession.user))
     .where(AuthSession.id == bindparam("session_id"))
-)
-_API_KEY_WITH_USER = (
-    select(ApiKey).options(joinedload(ApiKey.user)).where(ApiKey.prefix == bindparam("prefix"))
 )
 
 
@@ -174,10 +264,6 @@ async def touch_session(
         .values(last_used_at=now, idle_expires_at=idle_expires_at)
         .execution_options(synchronize_session=False)
     )
-
-
-async def api_key_with_user(session: AsyncSession, prefix: str) -> ApiKey | None:
-    return await session.scalar(_API_KEY_WITH_USER, {"prefix": prefix})
 
 
 async def api_keys_of(session: AsyncSession, user_id: uuid.UUID) -> list[ApiKey]:

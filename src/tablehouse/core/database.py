@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import structlog
-from sqlalchemy import event, text
+from sqlalchemy import event, exc, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -27,6 +28,13 @@ log = structlog.get_logger(__name__)
 SessionFactory = async_sessionmaker[AsyncSession]
 # Execution option marking connections that only read (see _apply_sqlite_pragmas).
 READS_ONLY = "tablehouse_reads_only"
+# A pooled connection back in the pool for less than this is handed out without a ping
+# (see _ping_when_idle); one idle longer is pinged first.
+PING_AFTER_IDLE_SECONDS = 1.0
+_RETURNED_AT = "tablehouse_returned_at"
+# SQLSTATEs that mean the connection is gone: class 08 (connection exception) and the
+# server shutting down or terminating the backend (57P01..57P03).
+_CONNECTION_GONE = frozenset({"57P01", "57P02", "57P03"})
 
 
 def database_url(settings: Settings, *, for_queries: bool = False) -> URL:
@@ -74,13 +82,70 @@ def _pooled_engine(url: URL, settings: Settings, *, reads: bool = False) -> Asyn
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_pool_timeout,
         pool_recycle=settings.db_pool_recycle,
-        pool_pre_ping=settings.db_pool_pre_ping,
         connect_args=_connect_args(url, settings),
         **options,
     )
+    if settings.db_pool_pre_ping:
+        _ping_when_idle(engine, PING_AFTER_IDLE_SECONDS)
+    _detect_lost_connections(engine)
     if url.get_backend_name() == "sqlite":
         _apply_sqlite_pragmas(engine, settings.sqlite_busy_timeout_ms, query_only=reads)
     return engine
+
+
+def _ping_when_idle(engine: AsyncEngine, idle_seconds: float) -> None:
+    """``DB_POOL_PRE_PING`` without a round trip per request.
+
+    SQLAlchemy's own pre-ping costs a round trip at every checkout, as much as the query a
+    request came for. Here a connection returned less than ``idle_seconds`` ago is handed out
+    as it is, unless its driver has already seen the server close it (asyncpg notices that
+    without a round trip); one idle longer is pinged. A dead connection found either way is
+    replaced, and every connection older than it is replaced when next checked out, as
+    SQLAlchemy's pre-ping does. A connection that dies within the idle window fails the
+    request that uses it with 503 ``database_unavailable`` (see _detect_lost_connections),
+    and the pool is renewed the same way.
+    """
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(_dbapi_connection: Any, record: Any) -> None:
+        record.info[_RETURNED_AT] = time.monotonic()
+
+    @event.listens_for(engine.sync_engine, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info[_RETURNED_AT] = time.monotonic()
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        if _closed_by_server(dbapi_connection):
+            raise exc.InvalidatePoolError()
+        returned = record.info.get(_RETURNED_AT, 0.0)
+        if time.monotonic() - returned < idle_seconds:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as error:  # the driver's own errors; any of them means "unusable"
+            raise exc.InvalidatePoolError() from error
+
+
+def _closed_by_server(dbapi_connection: Any) -> bool:
+    """asyncpg marks a connection closed as soon as the loop reads the server's goodbye."""
+    is_closed = getattr(dbapi_connection.driver_connection, "is_closed", None)
+    return bool(is_closed()) if callable(is_closed) else False
+
+
+def _detect_lost_connections(engine: AsyncEngine) -> None:
+    """Treat "the server is terminating this connection" as a lost connection.
+
+    SQLAlchemy's asyncpg dialect counts an error as a disconnect only once asyncpg has
+    marked the connection closed, which may happen just after the error is raised. An error
+    that names a lost connection invalidates the pool and becomes 503 either way.
+    """
+
+    @event.listens_for(engine.sync_engine, "handle_error")
+    def _on_error(context: Any) -> None:
+        sqlstate = str(getattr(context.original_exception, "sqlstate", "") or "")
+        if sqlstate.startswith("08") or sqlstate in _CONNECTION_GONE:
+            context.is_disconnect = True
 
 
 def create_migration_engine(settings: Settings) -> AsyncEngine:
@@ -218,6 +283,17 @@ async def uow(session_factory: SessionFactory) -> AsyncIterator[AsyncSession]:
             await session.rollback()
             raise
         await _commit_or_roll_back(session)
+
+
+@asynccontextmanager
+async def read_uow(session_factory: SessionFactory) -> AsyncIterator[AsyncSession]:
+    """A unit of work that only reads: nothing to commit, so it just ends (rolling back).
+
+    On PostgreSQL reads run in AUTOCOMMIT, on SQLite on ``query_only`` connections, so a
+    COMMIT would change nothing; skipping it saves a step per request.
+    """
+    async with session_factory() as session:
+        yield session
 
 
 async def _commit_or_roll_back(session: AsyncSession) -> None:

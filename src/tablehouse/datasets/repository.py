@@ -14,17 +14,21 @@ from tablehouse.datasets.models import Schema, SchemaVersion
 Lock = Literal["share", "update"] | None
 
 
+_BY_NAME = select(Schema).where(
+    Schema.owner_id == bindparam("owner_id"), Schema.name == bindparam("name")
+)
+
+
 async def by_name(
     session: AsyncSession, owner_id: uuid.UUID, name: str, *, lock: Lock = None
 ) -> Schema | None:
     """``lock`` holds the catalog row until the unit of work ends (PostgreSQL; SQLite units
     of work are serialised already): "update" for changing or dropping the dataset, "share"
     for writing rows, so rows are never written into a table that is being dropped."""
+    if lock is None:  # every read asks this: a statement built once
+        return await session.scalar(_BY_NAME, {"owner_id": owner_id, "name": name})
     query = select(Schema).where(Schema.owner_id == owner_id, Schema.name == name)
-    if lock is not None:
-        query = query.with_for_update(read=lock == "share").execution_options(
-            populate_existing=True
-        )
+    query = query.with_for_update(read=lock == "share").execution_options(populate_existing=True)
     return await session.scalar(query)
 
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -27,6 +27,7 @@ from tablehouse.datasets.schemas import (
 from tablehouse.errors import Conflict, InvalidInput, Location, NotFound
 
 ProblemList = list[tuple[Location, str, str]]
+T = TypeVar("T")
 
 
 def definition_problems(spec: SchemaCreate, *, max_fields: int) -> ProblemList:
@@ -135,6 +136,53 @@ async def create(
     return schema
 
 
+# A dataset dropped or changed while a reader held its old definition: the reader's
+# statement names a table or column that is gone (PostgreSQL: undefined_table, _column).
+_CHANGED_MEANWHILE = frozenset({"42P01", "42703"})
+_SQLITE_CHANGED_MEANWHILE = ("no such table", "no such column")
+
+
+async def read(
+    session: AsyncSession,
+    *,
+    caller: Principal,
+    name: str,
+    owner_id: uuid.UUID | None,
+    reader: Callable[[Schema], Awaitable[T]],
+) -> T:
+    """``reader`` run on the caller's dataset ``name``, its catalog row read without a lock.
+
+    A read-only request does not lock the catalog row as writes do: on PostgreSQL that lock
+    would cost each read a transaction id, a row lock and a WAL flush at its end. A dataset
+    dropped or changed between the catalog read and ``reader``'s statement makes that
+    statement name a table or column that is gone, once the change has committed (the
+    statement waits for its lock); then the catalog is read again, once: the reader sees the
+    dataset as it is now, or 404 if it was dropped.
+    """
+    schema = await load(session, caller=caller, name=name, owner_id=owner_id)
+    try:
+        return await reader(schema)
+    except DBAPIError as exc:
+        if not changed_meanwhile(exc):
+            raise
+    await session.rollback()  # also forgets the stale catalog row
+    schema = await load(session, caller=caller, name=name, owner_id=owner_id)
+    return await reader(schema)
+
+
+def changed_meanwhile(error: DBAPIError) -> bool:
+    """Whether a statement failed because the dataset it was built for changed or went."""
+    sqlstate = getattr(error.orig, "sqlstate", None)
+    if sqlstate is not None:
+        return str(sqlstate) in _CHANGED_MEANWHILE
+    return str(error.orig).startswith(_SQLITE_CHANGED_MEANWHILE)
+
+
+def owner_of(caller: Principal, owner_id: uuid.UUID | None) -> uuid.UUID:
+    """Whose datasets a request means: the caller's own, or (admins only) ``owner_id``'s."""
+    return caller.user.id if owner_id is None or not caller.is_admin else owner_id
+
+
 def _taken(name: str) -> Conflict:
     return Conflict(f"you already have a dataset named '{name}'", code="schema_exists")
 
@@ -151,7 +199,7 @@ async def load(
 
     ``lock`` (see ``repository.by_name``) holds it until the unit of work ends.
     """
-    owner = caller.user.id if owner_id is None or not caller.is_admin else owner_id
+    owner = owner_of(caller, owner_id)
     schema = None
     if caller.may_use_dataset(name):
         schema = await repository.by_name(session, owner, name, lock=lock)

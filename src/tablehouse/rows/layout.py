@@ -1,12 +1,15 @@
-"""A dataset's table and fields, prepared once per request for fast row conversion."""
+"""A dataset's table and fields, prepared for fast row conversion once per version of the
+dataset (and kept for the requests that follow)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Table
+import orjson
+from sqlalchemy import ColumnElement, Select, Table, and_, bindparam, select
 
 from tablehouse.datasets import ddl
 from tablehouse.datasets.models import Schema
@@ -21,6 +24,8 @@ Problem = tuple[str | None, str]  # (field, message)
 Problems = Sequence[Problem]
 # Shared by every good row: one list per row would be a million objects for the collector.
 NO_PROBLEMS: Problems = ()
+# Layouts kept per process, keyed by a dataset's table and fields (see Layout.of).
+CACHED_LAYOUTS = 512
 
 
 @dataclass(frozen=True)
@@ -33,6 +38,11 @@ class Layout:
     json_converters: list[Converter] = field(init=False)
     text_converters: list[Converter] = field(init=False)
     _json_plan: list[tuple[str, bool, Converter]] = field(init=False)
+    # SELECT of every field of the row whose key fields equal the parameters key_0, key_1...
+    by_key: Select[Any] | None = field(init=False)
+    # The same row outer-joined to the dataset's catalog row (parameter schema_id): its
+    # version first, then the fields (null when there is no such row); see records.read_one.
+    checked_by_key: Select[Any] | None = field(init=False)
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: computed once here
@@ -49,11 +59,19 @@ class Layout:
                 for f, c in zip(self.fields, self.json_converters, strict=True)
             ],
         )
+        matches = [self.table.c[name] == bindparam(f"key_{n}") for n, name in enumerate(self.key)]
+        set_(self, "by_key", select(self.table).where(and_(*matches)) if matches else None)
+        set_(self, "checked_by_key", _checked(self.table, matches) if matches else None)
 
     @classmethod
     def of(cls, schema: Schema) -> Layout:
-        fields = [FieldSpec.model_validate(f) for f in schema.fields]
-        return cls(fields=fields, table=ddl.table(schema.table_name, fields))
+        """The layout of ``schema`` as it is now. Shared by every request that sees the same
+        table and fields (a layout is never changed once made): building one means
+        validating every field, compiling converters and a table, so it is done once per
+        version of a dataset rather than once per request. Keyed by the fields themselves,
+        not the version number, so a version seen inside a transaction that was then rolled
+        back can never stand in for another with the same number."""
+        return _layout(schema.table_name, orjson.dumps(schema.fields))
 
     def missing(self, spec: FieldSpec) -> Any:
         """The value of a field the client left out: its default, null, or an error."""
@@ -145,3 +163,18 @@ class TextRecords:
             except InvalidValue as exc:
                 problems.append((spec.name, str(exc)))
         return (None, problems) if problems else (tuple(values), NO_PROBLEMS)
+
+
+def _checked(table: Table, matches: list[ColumnElement[bool]]) -> Select[Any]:
+    catalog = Schema.__table__
+    return (
+        select(catalog.c.version, *table.c)
+        .select_from(catalog.outerjoin(table, and_(*matches)))
+        .where(catalog.c.id == bindparam("schema_id"))
+    )
+
+
+@lru_cache(maxsize=CACHED_LAYOUTS)
+def _layout(table_name: str, fields_json: bytes) -> Layout:
+    fields = [FieldSpec.model_validate(f) for f in orjson.loads(fields_json)]
+    return Layout(fields=fields, table=ddl.table(table_name, fields))

@@ -52,7 +52,6 @@ async def list_rows(
     count: Count = None,
     owner: OwnerQuery = None,
 ) -> RowPage:
-    schema = await datasets.load(session, caller=caller, name=name, owner_id=owner, lock="share")
     query = ReadRequest(
         params=request.query_params.multi_items(),
         order=order,
@@ -61,15 +60,20 @@ async def list_rows(
         cursor=cursor,
         count=count,
     )
-    return await reading.list_rows(session, schema=schema, request=query)
+    return await datasets.read(
+        session,
+        caller=caller,
+        name=name,
+        owner_id=owner,
+        reader=lambda schema: reading.list_rows(session, schema=schema, request=query),
+    )
 
 
 @router.get("/{name}/rows/{key:path}", summary="One row by its primary key")
 async def read_row(
     name: str, key: Key, caller: ReadAccess, session: SessionDep, owner: OwnerQuery = None
 ) -> dict[str, Any]:
-    schema = await datasets.load(session, caller=caller, name=name, owner_id=owner, lock="share")
-    return await records.get(session, schema=schema, key=key)
+    return await records.read_one(session, caller=caller, name=name, owner_id=owner, key=key)
 
 
 @router.patch(

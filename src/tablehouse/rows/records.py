@@ -6,13 +6,18 @@ can change or delete more than the one row it names.
 
 from __future__ import annotations
 
+import uuid
+from collections import OrderedDict
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, null, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import ColumnElement, delete, null, update
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tablehouse.auth.principal import Principal
+from tablehouse.datasets import service as datasets
 from tablehouse.datasets.models import Schema
 from tablehouse.errors import Conflict, InvalidInput, Location, NotFound
 from tablehouse.rows import keys
@@ -29,10 +34,98 @@ class _Refused(ValueError):
         self.kind = kind
 
 
+# Datasets a read by key found, per process: the next read of the same dataset checks the
+# catalog in the statement that reads the row, one round trip instead of two.
+KNOWN_DATASETS = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class _Known:
+    schema_id: uuid.UUID
+    version: int
+    layout: Layout
+
+
+_known: OrderedDict[tuple[uuid.UUID, str], _Known] = OrderedDict()
+
+
+async def read_one(
+    session: AsyncSession,
+    *,
+    caller: Principal,
+    name: str,
+    owner_id: uuid.UUID | None,
+    key: str,
+) -> dict[str, Any]:
+    """The row ``key`` of the caller's dataset ``name`` (see ``get``), or 404.
+
+    A dataset read before is read again through the layout kept from then, in one statement
+    that also reads the dataset's catalog row: if that row is gone or at another version,
+    or the table is, the kept layout is forgotten and the dataset is looked up afresh. The
+    catalog check and the row come from one snapshot, so a changed dataset is never read
+    through an old layout, whichever process changed it.
+    """
+    remembered = (datasets.owner_of(caller, owner_id), name)
+    known = _known.get(remembered) if caller.may_use_dataset(name) else None
+    if known is not None:
+        found = await _read_known(session, known, key)
+        if found is not None:
+            return found
+        _known.pop(remembered, None)
+
+    async def get_and_remember(schema: Schema) -> dict[str, Any]:
+        row = await get(session, schema=schema, key=key)
+        _remember(remembered, _Known(schema.id, schema.version, Layout.of(schema)))
+        return row
+
+    return await datasets.read(
+        session, caller=caller, name=name, owner_id=owner_id, reader=get_and_remember
+    )
+
+
+async def _read_known(session: AsyncSession, known: _Known, key: str) -> dict[str, Any] | None:
+    """The row through a kept layout; None when the layout may be out of date."""
+    layout = known.layout
+    assert layout.checked_by_key is not None
+    try:
+        values = keys.values(layout, key)
+    except InvalidInput:
+        return None  # refused by the kept layout: let the current one say why
+    parameters = {f"key_{n}": value for n, value in enumerate(values)}
+    parameters["schema_id"] = known.schema_id
+    connection = await session.connection()
+    try:
+        row = (await connection.execute(layout.checked_by_key, parameters)).first()
+    except DBAPIError as exc:
+        if not datasets.changed_meanwhile(exc):
+            raise
+        await session.rollback()
+        return None
+    if row is None or row[0] != known.version:
+        return None
+    fields = row[1:]
+    if fields[layout.names.index(layout.key[0])] is None:  # a key field is never null
+        raise _not_found(key)
+    return record(layout.names, fields)
+
+
+def _remember(remembered: tuple[uuid.UUID, str], known: _Known) -> None:
+    _known[remembered] = known
+    _known.move_to_end(remembered)
+    if len(_known) > KNOWN_DATASETS:
+        _known.popitem(last=False)
+
+
 async def get(session: AsyncSession, *, schema: Schema, key: str) -> dict[str, Any]:
     layout = Layout.of(schema)
-    match = _match(layout, key)
-    row = (await session.execute(select(layout.table).where(match))).first()
+    values = keys.values(layout, key)
+    if layout.by_key is None or len(values) != len(layout.key):
+        raise AssertionError("a row is named by all of its key fields")
+    # The layout's own statement, built once: the same object every time, so SQLAlchemy
+    # finds it compiled in its cache. Core, on the unit of work's connection.
+    connection = await session.connection()
+    parameters = {f"key_{n}": value for n, value in enumerate(values)}
+    row = (await connection.execute(layout.by_key, parameters)).first()
     if row is None:
         raise _not_found(key)
     return record(layout.names, row)
