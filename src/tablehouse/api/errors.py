@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import traceback
 from http import HTTPStatus
 
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, InternalError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -64,8 +65,10 @@ async def _database_error(_request: Request, exc: Exception) -> JSONResponse:
         )
     if isinstance(exc, PoolTimeout):
         return _retry_shortly("every database connection is in use; retry shortly", "database_busy")
-    if isinstance(exc, ConnectionError) or (
-        isinstance(exc, DBAPIError) and exc.connection_invalidated
+    if (
+        isinstance(exc, ConnectionError)
+        or (isinstance(exc, DBAPIError) and _server_away(exc))
+        or (isinstance(exc, TimeoutError) and _raised_in_sqlalchemy(exc))
     ):
         return _retry_shortly(
             "the database is not answering; retry shortly", "database_unavailable"
@@ -73,10 +76,31 @@ async def _database_error(_request: Request, exc: Exception) -> JSONResponse:
     raise exc
 
 
+def _server_away(exc: DBAPIError) -> bool:
+    if exc.connection_invalidated:
+        return True
+    # asyncpg reads a FATAL that arrives between two statements (a terminated backend, a
+    # restart) as a protocol error, then refuses every operation on that connection with
+    # "another operation is in progress" until it has read the end of the socket, so the
+    # disconnect is not seen yet. A unit of work never runs two operations on one
+    # connection at once: here it means the server ended the session.
+    return isinstance(exc, InterfaceError | InternalError) and "another operation" in str(exc.orig)
+
+
+def _raised_in_sqlalchemy(exc: TimeoutError) -> bool:
+    """A connection attempt that got no answer within DB_CONNECT_TIMEOUT (a host that drops
+    packets, a failover): the pool passes asyncpg's bare TimeoutError through unwrapped.
+    Only one that came out of SQLAlchemy is the database's."""
+    return any(
+        str(frame.f_globals.get("__name__", "")).startswith("sqlalchemy.")
+        for frame, _ in traceback.walk_tb(exc.__traceback__)
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(TablehouseError, _domain_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
-    for error in (DBAPIError, PoolTimeout, ConnectionError):
+    for error in (DBAPIError, PoolTimeout, ConnectionError, TimeoutError):
         app.add_exception_handler(error, _database_error)
     # Unexpected exceptions are answered by RequestContextMiddleware, which wraps the commit.

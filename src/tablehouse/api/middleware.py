@@ -14,11 +14,14 @@ import uuid
 import orjson
 import structlog
 from starlette.datastructures import MutableHeaders
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tablehouse.core.metrics import UNMATCHED_ROUTE, Metrics
 
 REQUEST_ID_HEADER = "X-Request-ID"
+# nginx's status for "the client closed the connection before the answer": logs and metrics.
+CLIENT_CLOSED_REQUEST = 499
 # A caller's own id is kept (useful behind a proxy) only if it is short and plain.
 _ACCEPTABLE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
@@ -72,6 +75,10 @@ class RequestContextMiddleware:
 
         try:
             await self.app(scope, receive, send_with_request_id)
+        except ClientDisconnect:
+            # The client hung up while its body was read: no one is left to answer, and it
+            # is no server error (no traceback, no 500 in the metrics).
+            status = CLIENT_CLOSED_REQUEST
         except Exception:
             log.exception("request.unhandled_error")
             if response_started:
