@@ -12,8 +12,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
@@ -24,7 +22,6 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tablehouse.api.runtime import Runtime
-from tablehouse.app import create_app
 from tablehouse.config import Settings
 from tablehouse.core import database
 from tablehouse.core.database import create_engine
@@ -34,6 +31,7 @@ from tests.accounts import PASSWORD, bearer, login, signed_up
 from tests.databases import POSTGRES_ADMIN_URL
 from tests.row_tables import SCHEMAS, define, insert_rows
 from tests.tcp_proxy import TcpProxy
+from tests.test_analytics_api import serving
 
 ME = "/api/v1/users/me"
 SONGS: dict[str, Any] = {
@@ -43,16 +41,6 @@ SONGS: dict[str, Any] = {
         {"name": "title", "type": "string"},
     ],
 }
-
-
-@asynccontextmanager
-async def serving(settings: Settings) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
-    app = create_app(settings)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http,
-    ):
-        yield app, http
 
 
 def _runtime(app: FastAPI) -> Runtime:
