@@ -58,10 +58,11 @@ async def history_of(
     *,
     expect: int,
     within: float = FLUSH_MS / 1000 + 2,
+    poll: float = 0.05,
     **params: Any,
 ) -> dict[str, Any]:
     """GET /queries once it holds ``expect`` queries (by default within the flush interval
-    + 2 s, as the issue asks)."""
+    + 2 s, as the issue asks), asking every ``poll`` seconds."""
     deadline = time.monotonic() + within
     while True:
         response = await client.get("/api/v1/queries", params=params, headers=headers)
@@ -71,7 +72,7 @@ async def history_of(
         complete = body["total"] >= expect and len(body["items"]) >= min(expect, body["limit"])
         if complete or time.monotonic() > deadline:
             return body
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(poll)
 
 
 async def run(client: httpx.AsyncClient, headers: dict[str, str], sql: str) -> httpx.Response:
@@ -277,12 +278,15 @@ async def test_store_down_for_ten_thousand_queries_loses_nothing(
         await history_of(client, ada, expect=0)
         failing = _Failing(analytics)
 
+        began = time.monotonic()
         statuses = [(await run(client, ada, f"SELECT {n}")).status_code for n in range(10_000)]
+        elapsed = time.monotonic() - began
         during = analytics.report()["status"], analytics.writer.counts()
         failing.recover()
-        # The writer retries with a backoff of up to 30 s while the store is away.
+        # The writer retries with a backoff of up to 30 s while the store is away, then
+        # replays; polling gently leaves the embedded store (one handle) to the replay.
         started = time.monotonic()
-        body = await history_of(client, ada, expect=10_000, within=45)
+        body = await history_of(client, ada, expect=10_000, within=120, poll=1.0)
         caught_up = time.monotonic() - started
         distinct = await analytics.store.query(
             "SELECT count() AS n, uniqExact(query_id) AS distinct_ids FROM query_logs"
@@ -292,5 +296,7 @@ async def test_store_down_for_ten_thousand_queries_loses_nothing(
     status, counts = during
     assert status == "unavailable"
     assert counts.spooled + counts.pending == 10_000
+    # Partial batches join the spool at most once a second, not once per 50 ms flush.
+    assert counts.spooled_batches <= elapsed + 2, (counts.spooled_batches, elapsed)
     assert body["total"] == 10_000, f"{body['total']} after {caught_up:.1f} s"
     assert distinct == [{"n": 10_000, "distinct_ids": 10_000}]

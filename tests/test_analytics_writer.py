@@ -157,15 +157,17 @@ async def test_a_timed_flush_writes_what_it_found_not_what_arrives_meanwhile(
     """Under steady load, events keep arriving while a flush inserts. Draining until empty
     would then insert a few rows at a time, back to back: the flush stops at what it found."""
     store = FakeStore()
-    writer = make(tmp_path, store, batch_size=1000, flush_interval=0.05)
+    writer = make(tmp_path, store, batch_size=1000, flush_interval=1.0)
     arrivals = iter(range(1_000, 1_100))
     # One more event lands during every insert.
     store.during_insert = lambda: writer.emit(event(next(arrivals)))
     await writer.start()
     for i in range(5):
         writer.emit(event(i))
-    await until(lambda: len(store.calls) >= 1, within=1.0)
-    await asyncio.sleep(0.02)  # less than the interval: no second flush yet
+    await until(lambda: len(store.calls) >= 1, within=3.0)
+    # Well under the interval (a slow machine must not see the next timed flush), far more
+    # than a back-to-back insert takes.
+    await asyncio.sleep(0.2)
 
     assert [n for _, n, _ in store.calls] == [5]
     await writer.stop()
@@ -228,6 +230,40 @@ async def test_ten_thousand_events_while_the_store_is_down_are_written_once_in_o
     events = [entry["event"] for entry in logs]
     assert events.count("analytics.store_unavailable") == 1
     assert events.count("analytics.store_available") == 1
+
+
+async def test_while_the_store_is_away_partial_batches_join_the_spool_once_a_second(
+    tmp_path: Path,
+) -> None:
+    """A short flush interval must not fill the spool with tiny batches (each one is an
+    insert on replay): full batches go at once, the rest at most once a second."""
+    store = FakeStore()
+    store.down = True
+    writer = make(tmp_path, store, batch_size=10, flush_interval=0.05, retry_initial=10.0)
+    await writer.start()
+    writer.emit(event(0))
+    await until(lambda: writer.counts().spooled_batches == 1)  # the failed flush's batch
+
+    for i in range(1, 4):
+        writer.emit(event(i))
+    await asyncio.sleep(0.25)  # five flush intervals
+    assert (writer.counts().spooled_batches, writer.counts().pending) == (1, 3)
+
+    for i in range(4, 14):
+        writer.emit(event(i))
+    await until(lambda: writer.counts().spooled_batches == 2, within=0.5)  # a full batch
+    assert writer.counts().pending == 3
+
+    await until(lambda: writer.counts().spooled_batches == 3, within=3.0)  # the rest, later
+    assert writer.counts().pending == 0
+    await writer.stop()
+
+    store.down = False
+    replaying = make(tmp_path, store)
+    await replaying.start()
+    await until(lambda: replaying.counts().written == 14)
+    await replaying.stop()
+    assert store.texts == texts(14)
 
 
 async def test_a_batch_stored_before_its_insert_failed_is_not_stored_twice(tmp_path: Path) -> None:

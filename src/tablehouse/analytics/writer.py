@@ -9,8 +9,10 @@ batch sent twice is stored once.
 - Store unavailable (any error ``classify`` does not call a rejection): the batch goes to
   the spool (``spool.py``), and so does every later batch while anything is spooled. The
   oldest spooled batch is retried with doubling backoff; once it is taken the spool is
-  replayed oldest first, then memory is flushed directly again. One warning when the store
-  goes away, one info line when it is back.
+  replayed oldest first, then memory is flushed directly again. Meanwhile memory joins the
+  spool in full batches, and what is left of it at most once a second (or once a flush
+  interval, if longer), so an outage leaves few, large batches to replay. One warning when
+  the store goes away, one info line when it is back.
 - Store refuses a batch: it is halved (tokens derived from its own) until the refused
   events are alone; they go to the dead-letter file with the error, the rest is written.
 - Queue full (``queue_size`` events): ``emit`` appends the oldest ``batch_size`` events of
@@ -29,8 +31,9 @@ Guarantees:
   ``call_soon_threadsafe``: its order is the loop's.
 - Durability: every accepted event is in memory, in the store, in the spool or in the
   dead-letter file. ``stop()`` empties memory into the store or the spool. A crash loses
-  memory (at most ``queue_size`` events plus one batch); an OS crash, what the spool had
-  not yet fsynced. Otherwise an event is lost only when it needs the disk (queue full,
+  memory (at most ``queue_size`` events plus one batch; while the store is away, at most a
+  second's events, up to a batch per table); an OS crash, what the spool had not yet
+  fsynced. Otherwise an event is lost only when it needs the disk (queue full,
   store away, after ``stop()``, dead letter) and the spool cannot be written (missing or
   read-only directory, disk full): it is counted in ``counts().lost`` and logged.
 - A batch whose refused events were being isolated when the store went away is isolated
@@ -59,6 +62,9 @@ from tablehouse.core.events import Event
 log = structlog.get_logger(__name__)
 
 Row = tuple[Any, ...]
+
+# Seconds: while the spool is in use, the least time between two partial batches joining it.
+PARTIAL_SPOOL_INTERVAL = 1.0
 
 
 class BatchStore(Protocol):
@@ -157,7 +163,8 @@ class EventWriter:
         self._available = True
         self._retry_at = 0.0
         self._delay = settings.retry_initial
-        self._last_drain = 0.0
+        self._last_drain = self._last_partial_spool = 0.0
+        self._partial_every = max(settings.flush_interval, PARTIAL_SPOOL_INTERVAL)
         self._written = self._failures = self._lost = 0
         self._last_error: str | None = None
         self._unsynced = False
@@ -371,8 +378,13 @@ class EventWriter:
             if may_try and not self._spool.batches:
                 await self._flush_memory(everything=drain)
             if self._spool.batches:
-                # Memory is newer than the spool: it waits behind it, on disk.
-                batches = self._take_memory(everything=drain)
+                # Memory is newer than the spool: it waits behind it, on disk. Full batches go
+                # at once, partial ones at most once a second: every spooled batch is one
+                # insert on replay, and a short flush interval would make thousands of tiny ones.
+                partial = final or (drain and now >= self._last_partial_spool + self._partial_every)
+                if partial:
+                    self._last_partial_spool = now
+                batches = self._take_memory(everything=partial)
                 if batches and not self._spool_or_lose(batches, lose=False):
                     self._put_back(batches)
             if self._unsynced:
