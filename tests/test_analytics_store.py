@@ -443,3 +443,30 @@ def test_data_survives_a_restart_and_one_process_holds_a_path(tmp_path: Path) ->
             assert holder.wait(timeout=60) == 0
     # A fresh process finds the row and the recorded migrations on disk.
     assert run_python(_READ, url).split() == ["1", "query_logs,metrics"]
+
+
+_INSERT_AND_QUERY = """
+import asyncio, sys, uuid
+from datetime import UTC, datetime
+from tablehouse.analytics.schema import migrate
+from tablehouse.analytics.store import AnalyticsStore, StoreTarget
+
+async def main():
+    store = AnalyticsStore(StoreTarget.from_url(sys.argv[1], database="lean"))
+    await migrate(store)
+    row = [uuid.uuid4(), uuid.uuid4(), "SELECT 1", "ok", None, 1, 1, 1, datetime.now(UTC)]
+    await store.insert("query_logs", COLUMNS, [row])
+    rows = await store.query("SELECT count() AS n FROM query_logs")
+    await store.close()
+    print(rows[0]["n"], "pandas" in sys.modules)
+
+asyncio.run(main())
+"""
+
+
+def test_inserts_and_queries_never_load_pandas(tmp_path: Path) -> None:
+    """clickhouse-connect would import pandas on the first insert (1.3 s of CPU mid-serving,
+    and a larger heap for every full collection) only to see that our rows are no DataFrame.
+    In a process of its own: another test may have loaded pandas into this one."""
+    code = _INSERT_AND_QUERY.replace("COLUMNS", repr(QUERY_LOG_COLUMNS))
+    assert run_python(code, chdb_url(tmp_path / "analytics")).split() == ["1", "False"]
