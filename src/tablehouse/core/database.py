@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.pool import NullPool
 
 from tablehouse.config import Settings
+from tablehouse.core.pool import FairAsyncQueuePool
 from tablehouse.errors import DatabaseUnavailable, TablehouseError
 
 log = structlog.get_logger(__name__)
@@ -78,6 +79,7 @@ def _pooled_engine(url: URL, settings: Settings, *, reads: bool = False) -> Asyn
         options["isolation_level"] = "AUTOCOMMIT"
     engine = create_async_engine(
         url,
+        poolclass=FairAsyncQueuePool,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_pool_timeout,
