@@ -63,9 +63,6 @@ log = structlog.get_logger(__name__)
 
 Row = tuple[Any, ...]
 
-# Seconds: while the spool is in use, the least time between two partial batches joining it.
-PARTIAL_SPOOL_INTERVAL = 1.0
-
 
 class BatchStore(Protocol):
     async def insert(
@@ -97,6 +94,9 @@ class WriterSettings:
     queue_size: int = 100_000  # events held in memory before the oldest go to the spool
     retry_initial: float = 0.5  # seconds before the first retry, doubling
     retry_max: float = 30.0
+    # While the spool is in use, the least time between two partial batches joining it (or
+    # the flush interval, if longer).
+    partial_spool_interval: float = 1.0
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.queue_size < 1 or self.flush_interval <= 0:
@@ -164,7 +164,7 @@ class EventWriter:
         self._retry_at = 0.0
         self._delay = settings.retry_initial
         self._last_drain = self._last_partial_spool = 0.0
-        self._partial_every = max(settings.flush_interval, PARTIAL_SPOOL_INTERVAL)
+        self._partial_every = max(settings.flush_interval, settings.partial_spool_interval)
         self._written = self._failures = self._lost = 0
         self._last_error: str | None = None
         self._unsynced = False
