@@ -7,10 +7,13 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import pytest
+from fastapi import FastAPI
 from sqlalchemy import exc, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from tablehouse.api.runtime import Runtime
 from tablehouse.core.pool import FairAsyncQueuePool
 
 
@@ -91,3 +94,13 @@ async def test_a_connection_handed_to_a_cancelled_waiter_goes_to_the_next(
     async with one_connection.connect() as connection:
         assert (await connection.execute(text("SELECT 1"))).scalar() == 1
     assert checked_out(one_connection) == 0
+
+
+async def test_the_apps_engines_all_use_the_fair_pool(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    runtime = app.state.runtime
+    assert isinstance(runtime, Runtime)
+    for engine in (runtime.engine, runtime.read_engine, runtime.query_engine):
+        assert isinstance(engine.pool, FairAsyncQueuePool)
+    assert (await client.get("/health/ready")).status_code == 200
