@@ -466,7 +466,7 @@ asyncio.run(main())
 
 def test_inserts_and_queries_never_load_pandas(tmp_path: Path) -> None:
     """clickhouse-connect would import pandas on the first insert (1.3 s of CPU mid-serving,
-    and a larger heap for every full collection) only to see that our rows are no DataFrame.
+    50 MiB that stay resident) only to see that our rows are no DataFrame.
     In a process of its own: another test may have loaded pandas into this one."""
     code = _INSERT_AND_QUERY.replace("COLUMNS", repr(QUERY_LOG_COLUMNS))
     assert run_python(code, chdb_url(tmp_path / "analytics")).split() == ["1", "False"]
