@@ -172,8 +172,11 @@ async def test_a_huge_object_or_list_as_input_is_summarised(
     error_client: httpx.AsyncClient,
 ) -> None:
     response = await error_client.post(
-        "/_test/validate", json={"name": list(range(100_000)), "count": {"k" * 9: 1} | {
-            str(n): n for n in range(50_000)}}
+        "/_test/validate",
+        json={
+            "name": list(range(100_000)),
+            "count": {"k" * 9: 1} | {str(n): n for n in range(50_000)},
+        },
     )
     assert response.status_code == 422
     assert len(response.content) < SMALL_ERROR_BYTES
@@ -234,7 +237,9 @@ async def test_a_row_problem_quotes_a_long_field_name_cut_short(
 ) -> None:
     auth = bearer((await signed_up(client, "rows@example.com"))["access_token"])
     fields = [{"name": "id", "type": "integer", "primary_key": True}]
-    created = await client.post("/api/v1/schemas", json={"name": "t", "fields": fields}, headers=auth)
+    created = await client.post(
+        "/api/v1/schemas", json={"name": "t", "fields": fields}, headers=auth
+    )
     assert created.status_code == 201, created.text
     response = await client.post(
         "/api/v1/schemas/t/rows",
