@@ -18,7 +18,7 @@ from tablehouse.analytics.lifecycle import Analytics
 from tablehouse.analytics.store import StoreTarget, StoreUnavailable
 from tablehouse.app import create_app
 from tablehouse.config import Settings
-from tests.accounts import bearer, promote_to_admin, signed_up
+from tests.accounts import bearer, login, promote_to_admin, signed_up
 from tests.databases import copy_sqlite, settings_for
 
 FLUSH_MS = 50
@@ -246,15 +246,21 @@ async def test_summary_counts_errors_and_times_per_bucket(
     assert sum(bucket["count"] for bucket in daily.json()["buckets"]) == 4
 
 
-async def test_readiness_reports_where_events_are(
-    served: tuple[FastAPI, httpx.AsyncClient, dict[str, str]],
+async def test_readiness_reports_where_events_are_to_administrators_only(
+    served: tuple[FastAPI, httpx.AsyncClient, dict[str, str]], settings: Settings
 ) -> None:
     _, client, ada = served
     await run(client, ada, "SELECT 1")
     await history_of(client, ada, expect=1)
+    await promote_to_admin(settings, "ada@example.com")
+    admin = bearer((await login(client, "ada@example.com"))["access_token"])
 
-    analytics = (await client.get("/health/ready")).json()["analytics"]
+    anyone = await client.get("/health/ready")
+    analytics = (await client.get("/health/ready", headers=admin)).json()["analytics"]
 
+    assert anyone.json()["analytics"] == {"status": "ok"}
+    assert analytics["store"].startswith("chdb:")
+    assert analytics["store"] not in anyone.text
     assert analytics["status"] == "ok"
     assert analytics["written"] == 1
     assert analytics["spooled"] == analytics["dead_lettered"] == analytics["lost"] == 0
