@@ -19,7 +19,6 @@ from tests.accounts import bearer, signed_up
 from tests.query_helpers import QUERY, shop
 from tests.tcp_proxy import TcpProxy
 
-
 METRICS_TOKEN = "replica-tests-metrics-token"
 
 

@@ -19,9 +19,9 @@ import httpx
 import pytest
 
 from tablehouse.analytics.store import AnalyticsStore, StoreTarget
+from tests.accounts import bearer
 from tests.databases import copy_sqlite
 from tests.faults.clickhouse_http import ClickHouseHttp
-from tests.accounts import bearer
 from tests.faults.harness import METRICS_TOKEN, server_env, signed_in, wait_until
 from tests.processes import running_server
 from tests.tcp_proxy import TcpProxy
