@@ -42,7 +42,10 @@ def quoted(value: object) -> object:
     if isinstance(value, list | tuple | Mapping):
         return value if _fits(value, MAX_QUOTED_CHARS) >= 0 else _summary(value)
     # A number, or whatever else an error carries (bytes, an exception): kept when short.
-    text = str(value)
+    try:
+        text = str(value)
+    except ValueError:  # an integer past Python's 4,300-digit limit for str()
+        return f"<a {type(value).__name__}, too long to repeat>"
     return value if len(text) <= MAX_QUOTED_CHARS else clip(text)
 
 
@@ -71,5 +74,9 @@ def _fits(value: object, budget: int) -> int:
 
 def _summary(value: list[object] | tuple[object, ...] | Mapping[object, object]) -> str:
     if isinstance(value, Mapping):
-        return f"{{an object of {len(value):,} members, too long to repeat}}"
-    return f"[a list of {len(value):,} items, too long to repeat]"
+        return f"{{an object of {_count(len(value), 'member')}, too long to repeat}}"
+    return f"[a list of {_count(len(value), 'item')}, too long to repeat]"
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number:,} {noun}" if number == 1 else f"{number:,} {noun}s"
