@@ -15,9 +15,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 UINT32_MAX = 2**32 - 1
+UINT64_MAX = 2**64 - 1
 # What a UUID column holds for "none": ClickHouse's default, cheaper than Nullable(UUID).
 NIL_UUID = uuid.UUID(int=0)
-UINT64_MAX = 2**64 - 1
 
 
 @dataclass(frozen=True, slots=True)
