@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    StringConstraints,
+)
+from pydantic_core import PydanticCustomError
 
 from tablehouse.auth.models import Role, Scope
 from tablehouse.core.passwords import MAX_PASSWORD_LENGTH
@@ -16,6 +25,22 @@ from tablehouse.core.text import Text
 # the upper bound here only stops absurd bodies before they reach the hasher.
 Password = Annotated[str, Field(max_length=MAX_PASSWORD_LENGTH * 4)]
 FullName = Annotated[Text, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+
+
+def _in_utc(value: datetime) -> datetime:
+    """An instant given with its offset, in UTC. Without an offset the time is ambiguous (the
+    client's local time? UTC?), and a guess would move an expiry by hours, so it is refused."""
+    if value.utcoffset() is None:
+        raise PydanticCustomError("timezone_aware", "must have a UTC offset, such as Z or +02:00")
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:00-05:00 is in year 10000 in UTC
+        raise PydanticCustomError(
+            "datetime_range", "must be between years 1 and 9999 in UTC"
+        ) from None
+
+
+Instant = Annotated[datetime, AfterValidator(_in_utc)]
 
 
 class RegisterRequest(BaseModel):
@@ -89,7 +114,9 @@ class ApiKeyCreate(BaseModel):
 
     name: Annotated[Text, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
     scopes: Annotated[list[Scope], Field(min_length=1)]
-    expires_at: datetime | None = None
+    expires_at: Instant | None = Field(
+        default=None, description="When the key stops working; with an offset, e.g. Z"
+    )
     datasets: list[Annotated[Text, Field(min_length=1, max_length=63)]] | None = Field(
         default=None, description="Restrict the key to these datasets; omit for all"
     )
