@@ -3,6 +3,8 @@ past the guard. These run statements straight on the executor, skipping the guar
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from datetime import UTC, datetime
 
 import httpx
@@ -11,14 +13,17 @@ from fastapi import FastAPI
 from sqlalchemy import text
 
 from tablehouse.api.runtime import Runtime
+from tablehouse.config import Settings
+from tablehouse.core import migrations
+from tablehouse.core.query_roles import owner_role
 from tablehouse.errors import BadRequest
 from tablehouse.query import guard
 from tablehouse.query.execution import Statement, open_cursor
 from tablehouse.query.postgres import PostgresBackend
 from tablehouse.query.sqlite import SqliteBackend
-from tests.accounts import bearer, signed_up
+from tests.accounts import bearer, promote_to_admin, signed_up
 from tests.databases import connected
-from tests.query_helpers import shop
+from tests.query_helpers import CUSTOMERS, QUERY, shop
 from tests.row_tables import define, insert_rows
 from tests.test_query_guard import ALLOWED_CALLS_BOTH, ALLOWED_CALLS_POSTGRES, ALLOWED_CALLS_SQLITE
 
@@ -29,31 +34,51 @@ def runtime_of(app: FastAPI) -> Runtime:
     return runtime
 
 
+async def dataset(runtime: Runtime, name: str) -> tuple[str, uuid.UUID]:
+    """The table and owner of the (only) dataset called ``name``."""
+    async with runtime.engine.connect() as connection:
+        row = (
+            await connection.execute(
+                text("SELECT table_name, owner_id FROM schemas WHERE name = :name"),
+                {"name": name},
+            )
+        ).one()
+    return str(row.table_name), uuid.UUID(str(row.owner_id))
+
+
 async def customers_table(client: httpx.AsyncClient, runtime: Runtime) -> str:
     headers = bearer((await signed_up(client, "ada@example.com"))["access_token"])
     await shop(client, headers)
-    async with runtime.engine.connect() as connection:
-        table = await connection.scalar(
-            text("SELECT table_name FROM schemas WHERE name = 'customers'")
-        )
-    assert isinstance(table, str)
-    return table
+    return (await dataset(runtime, "customers"))[0]
 
 
-async def run_unguarded(runtime: Runtime, sql: str, tables: dict[str, str]) -> list[list[object]]:
-    """Run ``sql`` as a query would run, without the guard in front."""
+async def run_unguarded(
+    runtime: Runtime, sql: str, tables: dict[str, str], owner_id: uuid.UUID | None = None
+) -> list[list[object]]:
+    """Run ``sql`` as a query would run, without the guard in front. It runs as the owner of
+    the first of ``tables`` (the role a query over that dataset runs as), or as ``owner_id``."""
     engine = runtime.query_engine
     backend = (
         PostgresBackend(runtime.settings.query_database_role)
         if engine.dialect.name == "postgresql"
         else SqliteBackend()
     )
-    statement = Statement(sql=sql, parameters=(), values={}, tables=tables)
+    if owner_id is None and tables:
+        owner_id = await _owner_of_table(runtime, next(iter(tables)))
+    statement = Statement(sql=sql, parameters=(), values={}, tables=tables, owner_id=owner_id)
     async with (
         engine.connect() as connection,
         open_cursor(connection, backend, statement, timeout_ms=2000) as cursor,
     ):
         return [list(row) for row in await cursor.fetch(100)]
+
+
+async def _owner_of_table(runtime: Runtime, table: str) -> uuid.UUID:
+    async with runtime.engine.connect() as connection:
+        owner = await connection.scalar(
+            text("SELECT owner_id FROM schemas WHERE table_name = :table"), {"table": table}
+        )
+    return uuid.UUID(str(owner))
 
 
 async def test_the_callers_own_table_can_be_read(client: httpx.AsyncClient, app: FastAPI) -> None:
@@ -100,7 +125,8 @@ async def test_another_dataset_table_cannot_be_read_unless_it_was_allowed(
 
     statement = f"SELECT count(*) FROM {orders}"
     if backend == "postgresql":
-        # The role may read every dataset table: the guard is what keeps users apart there.
+        # The owner's role may read each of the owner's tables; which of them a statement
+        # (or an API key restricted to some datasets) may name is the guard's to decide.
         assert await run_unguarded(runtime, statement, {customers: "customers"}) == [[5]]
         return
     with pytest.raises(BadRequest) as refused:
@@ -148,7 +174,7 @@ async def test_postgresql_role_cannot_reach_files_or_secrets(
 
 
 @pytest.mark.backends("postgresql")
-async def test_postgresql_statement_runs_as_the_query_role(
+async def test_postgresql_statement_runs_as_its_owners_role(
     client: httpx.AsyncClient, app: FastAPI, backend: str
 ) -> None:
     runtime = runtime_of(app)
@@ -161,7 +187,8 @@ async def test_postgresql_statement_runs_as_the_query_role(
         {table: "customers"},
     )
 
-    assert rows == [[runtime.settings.query_database_role, "on", "2s"]]
+    owner = await _owner_of_table(runtime, table)
+    assert rows == [[owner_role(runtime.settings.query_database_role, owner), "on", "2s"]]
 
 
 @pytest.mark.parametrize(
@@ -188,16 +215,10 @@ async def test_sqlite_authorizer_denies_catalogue_pragma_attach_and_functions(
     assert refused.value.code == "not_allowed"
 
 
-@pytest.mark.backends("postgresql")
-async def test_query_role_is_granted_new_dataset_tables_only(
-    client: httpx.AsyncClient, app: FastAPI, backend: str
-) -> None:
-    runtime = runtime_of(app)
-    table = await customers_table(client, runtime)
-    role = runtime.settings.query_database_role
-
+async def _grants(runtime: Runtime, role: str) -> set[str]:
+    """The tables ``role`` may SELECT from, and the roles it is a member of (none expected)."""
     async with connected(runtime.settings) as connection:
-        readable = set(
+        tables = set(
             (
                 await connection.execute(
                     text(
@@ -215,10 +236,163 @@ async def test_query_role_is_granted_new_dataset_tables_only(
             ),
             {"role": role},
         )
-
-    assert table in readable
-    assert all(name.startswith("ds_") for name in readable)
     assert memberships == 0
+    return tables
+
+
+@pytest.mark.backends("postgresql")
+async def test_postgresql_owners_role_is_granted_the_owners_tables_only(
+    client: httpx.AsyncClient, app: FastAPI, backend: str
+) -> None:
+    runtime = runtime_of(app)
+    customers = await customers_table(client, runtime)
+    orders, owner = await dataset(runtime, "orders")
+    shared = runtime.settings.query_database_role
+
+    assert await _grants(runtime, owner_role(shared, owner)) == {customers, orders}
+    assert await _grants(runtime, shared) == set()
+
+
+async def _second_owner(client: httpx.AsyncClient, runtime: Runtime) -> tuple[str, uuid.UUID]:
+    """Bob, with a dataset ``notes`` of his own."""
+    headers = bearer((await signed_up(client, "bob@example.com"))["access_token"])
+    fields = [{"name": "id", "type": "integer", "primary_key": True}]
+    await define(client, headers, {"name": "notes", "fields": fields})
+    return await dataset(runtime, "notes")
+
+
+@pytest.mark.backends("postgresql")
+async def test_postgresql_database_refuses_another_owners_table_past_the_guard(
+    client: httpx.AsyncClient, app: FastAPI, backend: str
+) -> None:
+    runtime = runtime_of(app)
+    adas_customers = await customers_table(client, runtime)
+    bobs_notes, bob = await _second_owner(client, runtime)
+
+    # Bob's statement, rendered as if the guard had let Ada's table through.
+    with pytest.raises(BadRequest) as refused:
+        await run_unguarded(
+            runtime,
+            f"SELECT n.id, c.name FROM {bobs_notes} n, {adas_customers} c",
+            {bobs_notes: "notes"},
+            owner_id=bob,
+        )
+
+    assert refused.value.code == "not_allowed"
+    assert "permission denied" in refused.value.message
+    assert await run_unguarded(runtime, f"SELECT count(*) FROM {bobs_notes}", {}, bob) == [[0]]
+
+
+@pytest.mark.backends("postgresql")
+async def test_postgresql_statement_over_no_dataset_may_read_no_dataset_table(
+    client: httpx.AsyncClient, app: FastAPI, backend: str
+) -> None:
+    runtime = runtime_of(app)
+    table = await customers_table(client, runtime)
+
+    assert await run_unguarded(runtime, "SELECT current_user", {}) == [
+        [runtime.settings.query_database_role]
+    ]
+    with pytest.raises(BadRequest) as refused:
+        await run_unguarded(runtime, f"SELECT count(*) FROM {table}", {})
+    assert refused.value.code == "not_allowed"
+
+
+@pytest.mark.backends("postgresql")
+async def test_postgresql_evolving_a_dataset_keeps_its_owners_grant(
+    client: httpx.AsyncClient, app: FastAPI, backend: str
+) -> None:
+    runtime = runtime_of(app)
+    headers = bearer((await signed_up(client, "ada@example.com"))["access_token"])
+    await shop(client, headers)
+    changes = [
+        {"op": "add_field", "field": {"name": "country", "type": "string"}},
+        {"op": "rename_field", "name": "city", "new_name": "town"},
+        {"op": "drop_field", "name": "country"},
+    ]
+
+    for change in changes:
+        changed = await client.patch(
+            "/api/v1/schemas/customers", json={"changes": [change]}, headers=headers
+        )
+        assert changed.status_code == 200, changed.text
+        answer = await client.post(
+            QUERY, json={"sql": "SELECT count(*) AS n FROM customers"}, headers=headers
+        )
+        assert answer.status_code == 200, (change, answer.text)
+        assert answer.json()["rows"] == [[3]]
+
+    table, owner = await dataset(runtime, "customers")
+    role = owner_role(runtime.settings.query_database_role, owner)
+    assert table in await _grants(runtime, role)
+
+
+@pytest.mark.backends("postgresql")
+async def test_postgresql_new_users_first_dataset_is_queryable(
+    client: httpx.AsyncClient, app: FastAPI, backend: str
+) -> None:
+    runtime = runtime_of(app)
+    await customers_table(client, runtime)  # Ada's datasets exist already
+    headers = bearer((await signed_up(client, "bob@example.com"))["access_token"])
+    await define(client, headers, CUSTOMERS)
+
+    answer = await client.post(
+        QUERY, json={"sql": "SELECT count(*) AS n FROM customers"}, headers=headers
+    )
+
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["rows"] == [[0]]  # Bob's own, empty; not Ada's three
+    me = (await client.get("/api/v1/users/me", headers=headers)).json()
+    role = owner_role(runtime.settings.query_database_role, uuid.UUID(me["id"]))
+    assert len(await _grants(runtime, role)) == 1
+
+
+@pytest.mark.backends("postgresql")
+async def test_postgresql_deleting_a_user_drops_their_role(
+    client: httpx.AsyncClient, app: FastAPI, settings: Settings, backend: str
+) -> None:
+    runtime = runtime_of(app)
+    _, bob = await _second_owner(client, runtime)
+    admin = bearer((await signed_up(client, "root@example.com"))["access_token"])
+    await promote_to_admin(settings, "root@example.com")
+    role = owner_role(runtime.settings.query_database_role, bob)
+    assert await _role_exists(runtime, role)
+
+    deleted = await client.delete(f"/api/v1/users/{bob}", headers=admin)
+
+    assert deleted.status_code == 204, deleted.text
+    assert not await _role_exists(runtime, role)
+
+
+async def _role_exists(runtime: Runtime, role: str) -> bool:
+    async with connected(runtime.settings) as connection:
+        found = await connection.scalar(
+            text("SELECT EXISTS (SELECT FROM pg_roles WHERE rolname = :role)"), {"role": role}
+        )
+    return bool(found)
+
+
+BEFORE_OWNER_ROLES = "20261122_0004"
+
+
+@pytest.mark.backends("postgresql")
+async def test_postgresql_migration_moves_existing_datasets_to_their_owners_roles(
+    client: httpx.AsyncClient, app: FastAPI, settings: Settings, backend: str
+) -> None:
+    runtime = runtime_of(app)
+    customers = await customers_table(client, runtime)
+    orders, owner = await dataset(runtime, "orders")
+    shared = settings.query_database_role
+    role = owner_role(shared, owner)
+
+    await asyncio.to_thread(migrations.downgrade, settings, BEFORE_OWNER_ROLES)
+    assert await _grants(runtime, shared) == {customers, orders}
+    assert not await _role_exists(runtime, role)
+
+    await asyncio.to_thread(migrations.upgrade, settings, "head")
+    assert await _grants(runtime, shared) == set()
+    assert await _grants(runtime, role) == {customers, orders}
+    assert await run_unguarded(runtime, f"SELECT count(*) FROM {orders}", {orders: "o"}) == [[5]]
 
 
 async def _guarded_then_run(runtime: Runtime, table: str, call: str) -> None:
