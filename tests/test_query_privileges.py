@@ -11,6 +11,8 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from tablehouse.api.runtime import Runtime
 from tablehouse.config import Settings
@@ -20,11 +22,12 @@ from tablehouse.errors import BadRequest
 from tablehouse.query import guard
 from tablehouse.query.execution import Statement, open_cursor
 from tablehouse.query.postgres import PostgresBackend
+from tablehouse.query.privileges import QueryRoleMissing, check_query_role
 from tablehouse.query.sqlite import SqliteBackend
 from tests.accounts import bearer, promote_to_admin, signed_up
-from tests.databases import connected
+from tests.databases import connected, postgres_sql
 from tests.query_helpers import CUSTOMERS, QUERY, shop
-from tests.row_tables import define, insert_rows
+from tests.row_tables import SCHEMAS, define, insert_rows
 from tests.test_query_guard import ALLOWED_CALLS_BOTH, ALLOWED_CALLS_POSTGRES, ALLOWED_CALLS_SQLITE
 
 
@@ -438,3 +441,44 @@ async def test_database_allows_every_function_the_guard_allows(
             if exc.code == "not_allowed":
                 refused.append((call, exc.message))
     assert refused == []
+
+
+@pytest.mark.backends("postgresql")
+async def test_postgresql_first_datasets_made_at_once_share_one_new_role(
+    client: httpx.AsyncClient, app: FastAPI, backend: str
+) -> None:
+    runtime = runtime_of(app)
+    headers = bearer((await signed_up(client, "ada@example.com"))["access_token"])
+    fields = [{"name": "id", "type": "integer", "primary_key": True}]
+
+    created = await asyncio.gather(
+        *(
+            client.post(SCHEMAS, json={"name": f"d{n}", "fields": fields}, headers=headers)
+            for n in range(4)
+        )
+    )
+
+    assert [response.status_code for response in created] == [201] * 4
+    _, owner = await dataset(runtime, "d0")
+    role = owner_role(runtime.settings.query_database_role, owner)
+    assert len(await _grants(runtime, role)) == 4
+
+
+@pytest.mark.backends("postgresql")
+async def test_postgresql_start_refuses_a_login_that_cannot_make_owner_roles(
+    app: FastAPI, settings: Settings, backend: str
+) -> None:
+    login = f"th_login_{uuid.uuid4().hex[:12]}"
+    shared = settings.query_database_role
+    await _admin_sql(f"CREATE ROLE {login} LOGIN NOCREATEROLE; GRANT {shared} TO {login}")
+    engine = create_async_engine(make_url(settings.database_url).set(username=login))
+    try:
+        with pytest.raises(QueryRoleMissing, match="CREATEROLE"):
+            await check_query_role(engine, shared)
+    finally:
+        await engine.dispose()
+        await _admin_sql(f"DROP ROLE {login}")
+
+
+async def _admin_sql(sql: str) -> None:
+    await asyncio.to_thread(postgres_sql, sql)

@@ -54,12 +54,25 @@ def _checked(role: str) -> str:
     return role
 
 
-# One round trip: the role is made if missing (a concurrent first dataset of the same owner
-# may make it first: both errors then mean "it exists now"), granted to this login, and may
-# use the current schema, as the shared role may.
+# One round trip. Only an owner's first dataset changes anything, and those are made one at
+# a time (a transaction lock): catalog rows such as the schema's ACL cannot be updated by two
+# transactions at once ("tuple concurrently updated"). The role is made NOLOGIN NOINHERIT,
+# may use the current schema as the shared role may, and is granted to this login so it can
+# switch to it (PostgreSQL 16 asks for the SET option; 15 has only membership). A role made
+# meanwhile from another database (a copy holding the same account) raises duplicate errors.
 _ENSURE = """
 DO $$
+DECLARE
+    can_set text := CASE WHEN current_setting('server_version_num')::int >= 160000
+        THEN 'SET' ELSE 'MEMBER' END;
 BEGIN
+    IF EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}') THEN
+        IF has_schema_privilege('{role}', current_schema(), 'USAGE')
+            AND pg_has_role(current_user, '{role}', can_set) THEN
+            RETURN;
+        END IF;
+    END IF;
+    PERFORM pg_advisory_xact_lock(hashtext('tablehouse.query_roles'));
     IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}') THEN
         BEGIN
             CREATE ROLE {role} NOLOGIN NOINHERIT;
@@ -70,20 +83,23 @@ BEGIN
                     'cannot create the query role "{role}": '
                     || current_user || ' may not create roles';
         END;
+    END IF;
+    IF NOT has_schema_privilege('{role}', current_schema(), 'USAGE') THEN
         BEGIN
             EXECUTE 'GRANT USAGE ON SCHEMA ' || quote_ident(current_schema()) || ' TO {role}';
         EXCEPTION WHEN insufficient_privilege THEN NULL;
         END;
     END IF;
-    IF NOT pg_has_role(current_user, '{role}', 'MEMBER') THEN
+    IF NOT pg_has_role(current_user, '{role}', can_set) THEN
         EXECUTE 'GRANT {role} TO ' || quote_ident(current_user);
     END IF;
 END $$
 """
 
-# Privileges live in each database: this database's are taken back first, then the role
-# goes, unless another database (a copy holding the same account) still grants it
-# something, or this login may not drop roles; either way it can read nothing here.
+# Privileges live in each database: this database's are taken back first (one change at a
+# time, as in _ENSURE), then the role goes, unless another database (a copy holding the same
+# account) still grants it something, or this login may not drop roles; either way it can
+# read nothing here.
 _DROP = """
 DO $$
 DECLARE
@@ -92,6 +108,7 @@ BEGIN
     IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}') THEN
         RETURN;
     END IF;
+    PERFORM pg_advisory_xact_lock(hashtext('tablehouse.query_roles'));  -- as _ENSURE
     FOR target IN
         SELECT c.oid::regclass::text FROM pg_class c, aclexplode(c.relacl) AS acl
         WHERE acl.grantee = '{role}'::regrole
