@@ -12,8 +12,10 @@ connection, so the figure is the latency of one query with nothing else in the w
 The cases alternate in rounds (shared, owner, rotating, then again), each round after a
 warm-up of its own; each case reports the median and p99 over all its rounds.
 
-Needs a PostgreSQL server (``TEST_POSTGRES_URL``, default postgres@127.0.0.1:5432). Creates
-its own database and roles (names starting ``thbench_``), and drops them all.
+The queries run as a login that is not a superuser and is a member of every owner role, as
+the application's login is. Needs a PostgreSQL server (``TEST_POSTGRES_URL``, default
+postgres@127.0.0.1:5432) that lets that login in without a password (trust). Creates its own
+database and roles (names starting ``thbench_``), and drops them all.
 
 Run: ``uv run python bench/query_roles.py [--queries 3000] [--rounds 3] [--owners 1000]``
 """
@@ -36,27 +38,48 @@ from tablehouse.query.execution import Deadline, Statement
 from tablehouse.query.postgres import PostgresBackend
 
 ROWS = 10_000
-SQL = "SELECT * FROM points WHERE id = $1"
+# Owners per table: a table's ACL lives in its pg_class row, which has no TOAST (at about 500
+# grantees PostgreSQL refuses "row is too big"). An owner's role is granted its own tables
+# only, so in Tablehouse a table has two grantees; here owners share tables to keep it quick.
+OWNERS_PER_TABLE = 250
+SQL = "SELECT * FROM points_{table} WHERE id = $1"
+
+Case = Callable[[int], tuple[uuid.UUID | None, int]]  # query number -> (owner, table)
 
 
-async def _setup(connection: asyncpg.Connection, shared: str, owners: list[uuid.UUID]) -> None:
+async def _setup(connection: asyncpg.Connection, shared: str, owners: list[uuid.UUID]) -> str:
+    """The tables, the roles, and the login that runs the queries: not a superuser (the
+    documented deployment), so PostgreSQL checks its membership on every SET ROLE. The
+    shared role may read every table, so every case runs the same statements."""
+    login = f"{shared}_login"
     await connection.execute(
-        "CREATE TABLE points (id bigint PRIMARY KEY, label text);"
-        f"INSERT INTO points SELECT n, 'point ' || n FROM generate_series(1, {ROWS}) n;"
-        f"CREATE ROLE {shared} NOLOGIN NOINHERIT; GRANT {shared} TO CURRENT_USER;"
+        f"CREATE ROLE {login} LOGIN; CREATE ROLE {shared} NOLOGIN NOINHERIT;"
+        f"GRANT {shared} TO {login}"
     )
-    for owner in owners:
+    for table in range(_tables(owners)):
+        await connection.execute(
+            f"CREATE TABLE points_{table} (id bigint PRIMARY KEY, label text);"
+            f"INSERT INTO points_{table} "
+            f"SELECT n, 'point ' || n FROM generate_series(1, {ROWS}) n;"
+            f"GRANT SELECT ON points_{table} TO {shared}"
+        )
+    for number, owner in enumerate(owners):
         role = owner_role(shared, owner)
         await connection.execute(
-            f"CREATE ROLE {role} NOLOGIN NOINHERIT; GRANT {role} TO CURRENT_USER;"
-            f"GRANT SELECT ON points TO {role}"
+            f"CREATE ROLE {role} NOLOGIN NOINHERIT; GRANT {role} TO {login};"
+            f"GRANT SELECT ON points_{number // OWNERS_PER_TABLE} TO {role}"
         )
-    # The shared role may read it too, so the three cases run the same statement.
-    await connection.execute(f"GRANT SELECT ON points TO {shared}")
+    return login
+
+
+def _tables(owners: list[uuid.UUID]) -> int:
+    return -(-len(owners) // OWNERS_PER_TABLE)
 
 
 async def _drop_roles(connection: asyncpg.Connection, shared: str) -> None:
-    await connection.execute("DROP TABLE IF EXISTS points")  # the grants go with it
+    tables = await connection.fetch("SELECT tablename FROM pg_tables WHERE tablename ~ '^points_'")
+    for row in tables:  # the grants go with them
+        await connection.execute(f'DROP TABLE "{row["tablename"]}"')
     roles = await connection.fetch(
         "SELECT rolname FROM pg_roles WHERE rolname LIKE $1 || '%'", shared
     )
@@ -65,20 +88,18 @@ async def _drop_roles(connection: asyncpg.Connection, shared: str) -> None:
 
 
 async def _latencies(
-    connection: asyncpg.Connection,
-    backend: PostgresBackend,
-    owner_for: Callable[[int], uuid.UUID | None],
-    queries: int,
+    connection: asyncpg.Connection, backend: PostgresBackend, case: Case, queries: int
 ) -> list[float]:
     memo: dict[Any, Any] = {}
     timings = []
     for number in range(queries):
+        owner, table = case(number)
         statement = Statement(
-            sql=SQL,
+            sql=SQL.format(table=table),
             parameters=("id",),
             values={"id": number % ROWS + 1},
-            tables={"points": "points"},
-            owner_id=owner_for(number),
+            tables={f"points_{table}": "points"},
+            owner_id=owner,
         )
         started = time.perf_counter()
         cursor = await backend.open(connection, statement, Deadline(5000), memo, max_rows=2)
@@ -92,24 +113,28 @@ async def _latencies(
 async def _measure(database: str, options: argparse.Namespace) -> dict[str, list[float]]:
     shared = f"thbench_{uuid.uuid4().hex[:8]}"
     owners = [uuid.uuid4() for _ in range(max(options.owners, 2))]
-    cases: dict[str, Callable[[int], uuid.UUID | None]] = {
-        "shared": lambda _: None,
-        "owner": lambda _: owners[0],
-        "rotating": lambda number: owners[number % len(owners)],
+    tables = _tables(owners)
+
+    def rotating(number: int) -> tuple[uuid.UUID | None, int]:
+        index = number % len(owners)
+        return owners[index], index // OWNERS_PER_TABLE
+
+    cases: dict[str, Case] = {
+        "shared": lambda number: (None, number % len(owners) // OWNERS_PER_TABLE % tables),
+        "owner": lambda _: (owners[0], 0),
+        "rotating": rotating,
     }
     admin = await asyncpg.connect(query_bench._dsn(database))
     try:
-        await _setup(admin, shared, owners)
-        connection = await asyncpg.connect(query_bench._dsn(database))
+        login = await _setup(admin, shared, owners)
+        connection = await asyncpg.connect(query_bench._dsn(database), user=login)
         backend = PostgresBackend(shared)
         results: dict[str, list[float]] = {name: [] for name in cases}
         try:
             for _ in range(options.rounds):
-                for name, owner_for in cases.items():
-                    await _latencies(connection, backend, owner_for, options.queries // 5)
-                    results[name] += await _latencies(
-                        connection, backend, owner_for, options.queries
-                    )
+                for name, case in cases.items():
+                    await _latencies(connection, backend, case, options.queries // 5)
+                    results[name] += await _latencies(connection, backend, case, options.queries)
         finally:
             await connection.close()
         return results

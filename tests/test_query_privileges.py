@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from tablehouse.api.runtime import Runtime
 from tablehouse.config import Settings
-from tablehouse.core import migrations
+from tablehouse.core import migrations, query_roles
 from tablehouse.core.query_roles import owner_role
 from tablehouse.errors import BadRequest
 from tablehouse.query import guard
@@ -26,6 +26,7 @@ from tablehouse.query.privileges import QueryRoleMissing, check_query_role
 from tablehouse.query.sqlite import SqliteBackend
 from tests.accounts import bearer, promote_to_admin, signed_up
 from tests.databases import connected, postgres_sql
+from tests.processes import run_tablehouse
 from tests.query_helpers import CUSTOMERS, QUERY, shop
 from tests.row_tables import SCHEMAS, define, insert_rows
 from tests.test_query_guard import ALLOWED_CALLS_BOTH, ALLOWED_CALLS_POSTGRES, ALLOWED_CALLS_SQLITE
@@ -482,3 +483,46 @@ async def test_postgresql_start_refuses_a_login_that_cannot_make_owner_roles(
 
 async def _admin_sql(sql: str) -> None:
     await asyncio.to_thread(postgres_sql, sql)
+
+
+@pytest.mark.backends("postgresql")
+async def test_postgresql_db_roles_makes_missing_owner_roles_again(
+    client: httpx.AsyncClient, app: FastAPI, settings: Settings, backend: str
+) -> None:
+    """As after restoring a dump into a cluster that lacks the roles (pg_dump has none)."""
+    runtime = runtime_of(app)
+    customers = await customers_table(client, runtime)
+    orders, owner = await dataset(runtime, "orders")
+    role = owner_role(settings.query_database_role, owner)
+    async with connected(settings, begin=True) as connection:
+        await connection.run_sync(lambda sync: query_roles.drop(sync, role))
+    assert not await _role_exists(runtime, role)
+    env = {
+        "DATABASE_URL": settings.database_url,
+        "DATA_DIR": str(settings.data_dir),
+        "ANALYTICS_ENABLED": "false",
+    }
+
+    repaired = await asyncio.to_thread(run_tablehouse, "db", "roles", env=env)
+
+    assert repaired.returncode == 0, repaired.stderr
+    assert "2 dataset tables granted" in repaired.stdout
+    assert await _grants(runtime, role) == {customers, orders}
+
+
+@pytest.mark.backends("postgresql")
+async def test_postgresql_query_with_its_owners_role_gone_says_how_to_repair(
+    client: httpx.AsyncClient, app: FastAPI, settings: Settings, backend: str
+) -> None:
+    headers = bearer((await signed_up(client, "ada@example.com"))["access_token"])
+    await shop(client, headers)
+    _, owner = await dataset(runtime_of(app), "orders")
+    role = owner_role(settings.query_database_role, owner)
+    async with connected(settings, begin=True) as connection:
+        await connection.run_sync(lambda sync: query_roles.drop(sync, role))
+
+    answer = await client.post(QUERY, json={"sql": "SELECT count(*) FROM orders"}, headers=headers)
+
+    assert answer.status_code == 503, answer.text
+    assert answer.json()["code"] == "query_role_missing"
+    assert "tablehouse db roles" in answer.json()["detail"]

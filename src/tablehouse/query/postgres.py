@@ -1,5 +1,6 @@
-"""Running a statement on PostgreSQL: a READ ONLY transaction, as the query role, under
-``statement_timeout``, through a server-side portal so only the rows asked for travel."""
+"""Running a statement on PostgreSQL: a READ ONLY transaction, as its owner's query role
+(``core.query_roles``), under ``statement_timeout``, through a server-side portal so only
+the rows asked for travel."""
 
 from __future__ import annotations
 

@@ -51,6 +51,8 @@ def upgrade() -> None:
 DO $$
 DECLARE
     owner_role text;
+    can_set text := CASE WHEN current_setting('server_version_num')::int >= 160000
+        THEN 'SET' ELSE 'MEMBER' END;
 BEGIN
     IF NOT EXISTS (
         SELECT FROM pg_roles WHERE rolname = current_user AND (rolcreaterole OR rolsuper)
@@ -64,14 +66,19 @@ BEGIN
         IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = owner_role) THEN
             EXECUTE format('CREATE ROLE %I NOLOGIN NOINHERIT', owner_role);
         END IF;
-        IF NOT pg_has_role(current_user, owner_role, 'MEMBER') THEN
+        -- The login switches to it per query: PostgreSQL 16 asks for the SET option.
+        IF NOT pg_has_role(current_user, owner_role, can_set) THEN
             EXECUTE format('GRANT %I TO %I', owner_role, current_user);
         END IF;
-        BEGIN
-            EXECUTE format('GRANT USAGE ON SCHEMA %I TO %I', current_schema(), owner_role);
-        EXCEPTION WHEN insufficient_privilege THEN
-            RAISE WARNING 'could not grant USAGE on schema % to %', current_schema(), owner_role;
-        END;
+        -- Everyone may use "public" already: one ACL entry per owner only where needed.
+        IF NOT has_schema_privilege(owner_role, current_schema(), 'USAGE') THEN
+            BEGIN
+                EXECUTE format('GRANT USAGE ON SCHEMA %I TO %I', current_schema(), owner_role);
+            EXCEPTION WHEN insufficient_privilege THEN
+                RAISE WARNING 'could not grant USAGE on schema % to %',
+                    current_schema(), owner_role;
+            END;
+        END IF;
     END LOOP;
 END $$;
 """)
