@@ -110,7 +110,10 @@ async def _owner_roles_in(name: str) -> list[str]:
 
 
 async def _drop_with_roles(name: str) -> None:
-    roles = await _owner_roles_in(name)
+    try:
+        roles = await _owner_roles_in(name)
+    except (OSError, asyncpg.PostgresError):
+        roles = []  # the database must go all the same
     connection = await asyncpg.connect(_admin_dsn(), timeout=5)
     try:
         await connection.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
