@@ -14,7 +14,6 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from tablehouse.api.runtime import Runtime
 from tablehouse.app import create_app
@@ -22,7 +21,7 @@ from tablehouse.config import Settings
 from tablehouse.core import migrations, query_roles
 from tablehouse.core.query_roles import owner_role
 from tablehouse.errors import BadRequest
-from tablehouse.query.privileges import QueryRoleMissing, check_query_role
+from tablehouse.query.privileges import QueryRoleMissing
 from tests import databases
 from tests.accounts import bearer, promote_to_admin, signed_up
 from tests.databases import connected, postgres_sql
@@ -227,21 +226,6 @@ async def test_postgresql_first_datasets_made_at_once_share_one_new_role(
     assert len(await _grants(runtime, role)) == 4
 
 
-async def test_postgresql_start_refuses_a_login_that_cannot_make_owner_roles(
-    app: FastAPI, settings: Settings, backend: str
-) -> None:
-    login = f"th_login_{uuid.uuid4().hex[:12]}"
-    shared = settings.query_database_role
-    await _admin_sql(f"CREATE ROLE {login} LOGIN NOCREATEROLE; GRANT {shared} TO {login}")
-    engine = create_async_engine(make_url(settings.database_url).set(username=login))
-    try:
-        with pytest.raises(QueryRoleMissing, match="CREATEROLE"):
-            await check_query_role(engine, shared)
-    finally:
-        await engine.dispose()
-        await _admin_sql(f"DROP ROLE {login}")
-
-
 async def _admin_sql(sql: str) -> None:
     await asyncio.to_thread(postgres_sql, sql)
 
@@ -327,3 +311,15 @@ async def test_owners_stay_apart_when_the_login_is_not_a_superuser(
         deleted = await client.delete(f"/api/v1/users/{bob}", headers=admin)
         assert deleted.status_code == 204, deleted.text
         assert not await _role_exists(runtime, owner_role(login_settings.query_database_role, bob))
+
+
+async def test_start_refuses_a_login_that_cannot_make_owner_roles(
+    login_settings: Settings,
+) -> None:
+    login = make_url(login_settings.database_url).username
+    await _admin_sql(f"ALTER ROLE {login} NOCREATEROLE")
+    app = create_app(login_settings)
+
+    with pytest.raises(QueryRoleMissing, match="CREATEROLE"):
+        async with app.router.lifespan_context(app):
+            pass

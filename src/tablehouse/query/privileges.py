@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from tablehouse.core.database import READS_ONLY
 from tablehouse.core.query_roles import QueryRoleMissing, owner_role_pattern
 
-__all__ = ["QueryRoleMissing", "check_query_role"]
+__all__ = ["QueryRoleMissing", "check_query_role", "check_role_creation"]
 
 _ROLE_STATE = text("""
 SELECT
@@ -20,16 +20,17 @@ SELECT
     EXISTS (
         SELECT FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.member
         WHERE r.rolname = :role OR r.rolname ~ :owner_roles
-    ) AS inherits,
-    (SELECT rolcreaterole OR rolsuper FROM pg_roles WHERE rolname = current_user)
-        AS creates_roles
+    ) AS inherits
 """)
+_CREATES_ROLES = text(
+    "SELECT rolcreaterole OR rolsuper FROM pg_roles WHERE rolname = current_user"
+)
 
 
 async def check_query_role(engine: AsyncEngine, role: str) -> None:
     """Refuse to start without query roles that are safe to switch to: the shared one exists
-    and this login may SET ROLE to it, no query role is a member of another role (so none
-    inherits anything), and this login may make the role of an owner's first dataset."""
+    and this login may SET ROLE to it, and no query role is a member of another role (so
+    none inherits anything). ``engine`` runs users' SQL (the replica's, if there is one)."""
     if engine.dialect.name != "postgresql":
         return
     async with engine.execution_options(**{READS_ONLY: True}).connect() as connection:
@@ -48,7 +49,16 @@ async def check_query_role(engine: AsyncEngine, role: str) -> None:
             f"the PostgreSQL role '{role}' or an owner's role ({role}_...) is a member of "
             f"another role and would inherit its rights; revoke that membership (\\du {role}*)"
         )
-    if not state.creates_roles:
+
+
+async def check_role_creation(engine: AsyncEngine) -> None:
+    """Refuse to start when ``engine``'s login (the one that creates datasets) may not
+    create the role of an owner's first dataset."""
+    if engine.dialect.name != "postgresql":
+        return
+    async with engine.execution_options(**{READS_ONLY: True}).connect() as connection:
+        creates_roles = await connection.scalar(_CREATES_ROLES)
+    if not creates_roles:
         raise QueryRoleMissing(
             "this PostgreSQL login may not create roles, which each owner's first dataset "
             "needs (its queries run as a role of its own): grant it CREATEROLE"
