@@ -22,9 +22,7 @@ SELECT
         WHERE r.rolname = :role OR r.rolname ~ :owner_roles
     ) AS inherits
 """)
-_CREATES_ROLES = text(
-    "SELECT rolcreaterole OR rolsuper FROM pg_roles WHERE rolname = current_user"
-)
+_CREATES_ROLES = text("SELECT rolcreaterole OR rolsuper FROM pg_roles WHERE rolname = current_user")
 
 
 async def check_query_role(engine: AsyncEngine, role: str) -> None:
