@@ -230,7 +230,7 @@ async def _admin_sql(sql: str) -> None:
     await asyncio.to_thread(postgres_sql, sql)
 
 
-async def test_postgresql_db_roles_makes_missing_owner_roles_again(
+async def test_postgresql_db_roles_gives_each_owners_tables_back_to_its_role_only(
     client: httpx.AsyncClient, app: FastAPI, settings: Settings, backend: str
 ) -> None:
     """As after restoring a dump into a cluster that lacks the roles (pg_dump has none)."""
@@ -240,6 +240,10 @@ async def test_postgresql_db_roles_makes_missing_owner_roles_again(
     role = owner_role(settings.query_database_role, owner)
     async with connected(settings, begin=True) as connection:
         await connection.run_sync(lambda sync: query_roles.drop(sync, role))
+        # As a process of the version before would have granted a new table.
+        await connection.execute(
+            text(f"GRANT SELECT ON {orders} TO {settings.query_database_role}")
+        )
     assert not await _role_exists(runtime, role)
     env = {
         "DATABASE_URL": settings.database_url,
@@ -252,6 +256,7 @@ async def test_postgresql_db_roles_makes_missing_owner_roles_again(
     assert repaired.returncode == 0, repaired.stderr
     assert "2 dataset tables granted" in repaired.stdout
     assert await _grants(runtime, role) == {customers, orders}
+    assert await _grants(runtime, settings.query_database_role) == set()
 
 
 async def test_postgresql_query_with_its_owners_role_gone_says_how_to_repair(

@@ -103,8 +103,9 @@ def revision(
 
 @app.command()
 def roles() -> None:
-    """Make each owner's query role and grant it the owner's tables again (PostgreSQL), as
-    after restoring into a cluster without the roles; safe to run any number of times."""
+    """Make each owner's query role, grant it the owner's tables and take them from the
+    shared role (PostgreSQL): after restoring into a cluster without the roles, or a rolling
+    upgrade from a version without them; safe to run any number of times."""
     settings = settings_or_exit()
 
     async def work(session: AsyncSession) -> int:

@@ -150,6 +150,13 @@ def grant_select(connection: Connection, role: str, table_name: str) -> None:
     )
 
 
+def revoke_select(connection: Connection, role: str, table_name: str) -> None:
+    preparer = connection.dialect.identifier_preparer
+    connection.exec_driver_sql(
+        f"REVOKE SELECT ON TABLE {preparer.quote_identifier(table_name)} FROM {_checked(role)}"
+    )
+
+
 def drop(connection: Connection, role: str) -> None:
     """Take back what ``role`` holds in this database, and drop it where it holds no more."""
     connection.exec_driver_sql(_DROP.format(role=_checked(role)))

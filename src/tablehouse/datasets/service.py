@@ -351,9 +351,11 @@ async def delete(session: AsyncSession, *, schema: Schema) -> None:
 
 
 async def grant_owner_roles(session: AsyncSession, *, query_role: str) -> int:
-    """Make each owner's query role if missing and grant it that owner's tables, again:
-    the repair after a restore into a cluster that lacks the roles (PostgreSQL; SQLite has
-    no roles). Returns the number of tables granted."""
+    """Make each owner's query role if missing and grant it that owner's tables, again, and
+    take them from the shared role (``query_role``): the repair after a restore into a
+    cluster that lacks the roles, or after a rolling upgrade in which processes of the
+    version before granted new tables to the shared role (PostgreSQL; SQLite has no roles).
+    Returns the number of tables granted."""
     tables = await repository.owners_tables(session)
 
     def grant(connection: Connection) -> int:
@@ -363,6 +365,7 @@ async def grant_owner_roles(session: AsyncSession, *, query_role: str) -> int:
             query_roles.ensure(connection, owner_role(query_role, owner_id))
         for owner_id, table_name in tables:
             query_roles.grant_select(connection, owner_role(query_role, owner_id), table_name)
+            query_roles.revoke_select(connection, query_role, table_name)
         return len(tables)
 
     return await session.run_sync(lambda sync: grant(sync.connection()))
