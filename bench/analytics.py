@@ -148,7 +148,7 @@ def _database(kind: str, data_dir: Path, concurrency: int) -> Iterator[Database]
         label = f"PostgreSQL {version} on the same machine"
         yield Database(driver_url.render_as_string(hide_password=False), POOL_SIZE, label, dsn)
     finally:
-        asyncio.run(query_bench._admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        asyncio.run(query_bench._drop_database(name))
 
 
 async def _postgres_version(dsn: str) -> str:

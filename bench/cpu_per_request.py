@@ -353,7 +353,7 @@ def main() -> None:
             with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
                 found, floor = runner.run(_run(options, settings, query_bench._dsn(database)))
     finally:
-        asyncio.run(query_bench._admin(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
+        asyncio.run(query_bench._drop_database(database))
     print(f"{options.requests} requests per case, {options.concurrency} concurrent callers")
     print(
         "| request | API CPU µs | floor CPU µs | floor/API CPU | API req/s | floor req/s "

@@ -475,7 +475,7 @@ def main() -> None:
         pg_version = asyncio.run(_postgres_version(dsn))
         results = run(options, dsn)
     finally:
-        asyncio.run(query_bench._admin(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
+        asyncio.run(query_bench._drop_database(database))
     if not report(options, results, pg_version, time.perf_counter() - started):
         sys.exit(1)
 

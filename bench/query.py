@@ -412,6 +412,32 @@ async def _admin(sql: str) -> None:
         await connection.close()
 
 
+async def _drop_database(database: str) -> None:
+    """Drop the database and the owners' query roles it made: roles are cluster-wide and
+    outlive it (named "<query role>_<user id in hex>", see tablehouse.core.query_roles)."""
+    try:
+        roles = await _owner_roles(database)
+    except (asyncpg.InvalidCatalogNameError, asyncpg.UndefinedTableError):
+        roles = []
+    await _admin(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+    for role in roles:
+        await _admin(f'DROP ROLE IF EXISTS "{role}"')
+
+
+async def _owner_roles(database: str) -> list[str]:
+    connection = await asyncpg.connect(_dsn(database))
+    try:
+        users = [row["id"].hex for row in await connection.fetch("SELECT id FROM users")]
+        rows = await connection.fetch(
+            "SELECT rolname FROM pg_roles "
+            "WHERE rolname ~ '_[0-9a-f]{32}$' AND right(rolname, 32) = ANY($1::text[])",
+            users,
+        )
+        return [row["rolname"] for row in rows]
+    finally:
+        await connection.close()
+
+
 def _dsn(database: str) -> str:
     url = make_url(ADMIN_URL).set(drivername="postgresql", database=database)
     return url.render_as_string(hide_password=False)
@@ -608,7 +634,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as folder:
             results = run(options, database, Path(folder))
     finally:
-        asyncio.run(_admin(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
+        asyncio.run(_drop_database(database))
     if not report(options, results, time.perf_counter() - started):
         sys.exit(1)
 

@@ -7,6 +7,7 @@ PostgreSQL), so tests never see each other's rows and never touch any other data
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import uuid
@@ -81,7 +82,47 @@ def create_postgres_database(template: str | None = None) -> str:
 
 
 def drop_postgres_database(name: str) -> None:
-    postgres_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    """Drop the database and the owners' query roles it made: roles are cluster-wide and
+    outlive it, and the suite makes thousands of databases on one shared server."""
+    asyncio.run(_drop_with_roles(name))
+
+
+# Owner roles are named "<query role>_<user id in hex>" (tablehouse.core.query_roles).
+_OWNER_ROLES = """
+SELECT rolname FROM pg_roles
+WHERE rolname ~ '_[0-9a-f]{32}$' AND right(rolname, 32) = ANY($1::text[])
+"""
+
+
+async def _owner_roles_in(name: str) -> list[str]:
+    dsn = make_url(_admin_dsn()).set(database=name).render_as_string(False)
+    try:
+        connection = await asyncpg.connect(dsn, timeout=5)
+    except asyncpg.InvalidCatalogNameError:
+        return []
+    try:
+        if await connection.fetchval("SELECT to_regclass('users')") is None:
+            return []
+        users = [row["id"].hex for row in await connection.fetch("SELECT id FROM users")]
+        return [row["rolname"] for row in await connection.fetch(_OWNER_ROLES, users)]
+    finally:
+        await connection.close()
+
+
+async def _drop_with_roles(name: str) -> None:
+    try:
+        roles = await _owner_roles_in(name)
+    except (OSError, asyncpg.PostgresError):
+        roles = []  # the database must go all the same
+    connection = await asyncpg.connect(_admin_dsn(), timeout=5)
+    try:
+        await connection.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        for role in roles:
+            # Kept while another database still grants it something; dropped with that one.
+            with contextlib.suppress(asyncpg.DependentObjectsStillExistError):
+                await connection.execute(f'DROP ROLE IF EXISTS "{role}"')
+    finally:
+        await connection.close()
 
 
 def migrated_sqlite_template(directory: Path) -> Path:

@@ -32,7 +32,7 @@ from tablehouse.core.passwords import Passwords
 from tablehouse.core.security import jwt_signing_secret
 from tablehouse.core.tokens import TokenCodec
 from tablehouse.errors import TablehouseError
-from tablehouse.query.privileges import check_query_role
+from tablehouse.query.privileges import check_query_role, check_role_creation
 from tablehouse.routes import include_routers
 
 # Net allocations between two collections of the youngest generation. At Python's 700 it ran
@@ -106,6 +106,7 @@ async def _start(
         if engines.queries is not engines.reads:
             await wait_for_database(engines.queries, attempts=attempts, delay=delay)
         await check_query_role(engines.queries, settings.query_database_role)
+        await check_role_creation(engines.main)
         secret = jwt_signing_secret(settings) if settings.jwt_algorithm.startswith("HS") else None
         tokens = TokenCodec(settings, secret)
     except TablehouseError as exc:  # an expected failure: say what, not where

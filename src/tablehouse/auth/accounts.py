@@ -6,6 +6,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -14,6 +15,7 @@ from tablehouse.auth.identity import Account
 from tablehouse.auth.models import OneTimeToken, Role, TokenPurpose, User
 from tablehouse.auth.schemas import AdminUserUpdate, UpdateMe
 from tablehouse.config import Settings
+from tablehouse.core import query_roles
 from tablehouse.core.mailer import MailMessage
 from tablehouse.core.passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH, Passwords
 from tablehouse.core.tokens import hash_token, new_opaque_token
@@ -295,12 +297,24 @@ async def administer(
     return user
 
 
-async def delete_user(session: AsyncSession, *, admin: Account, user_id: uuid.UUID) -> None:
+async def delete_user(
+    session: AsyncSession, *, admin: Account, user_id: uuid.UUID, query_role: str | None = None
+) -> None:
+    """Delete the account; on PostgreSQL its query role (of QUERY_DATABASE_ROLE
+    ``query_role``) goes with it, in the same transaction."""
     user = await get_user(session, user_id)
     if user.id == admin.id:
         raise Conflict("admins cannot delete themselves", code="cannot_change_self")
     await session.delete(user)
     await session.flush()
+    if query_role is not None:
+        role = query_roles.owner_role(query_role, user_id)
+        await session.run_sync(lambda sync: _drop_role(sync.connection(), role))
+
+
+def _drop_role(connection: Connection, role: str) -> None:
+    if connection.dialect.name == "postgresql":
+        query_roles.drop(connection, role)
 
 
 async def deactivate(session: AsyncSession, *, email: str) -> User:

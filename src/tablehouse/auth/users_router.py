@@ -85,5 +85,12 @@ async def update_user(
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Delete a user and everything they own (admins)",
 )
-async def delete_user(user_id: uuid.UUID, admin: CurrentAdmin, session: SessionDep) -> None:
-    await accounts.delete_user(session, admin=admin.user, user_id=user_id)
+async def delete_user(
+    user_id: uuid.UUID, admin: CurrentAdmin, session: SessionDep, runtime: RuntimeDep
+) -> None:
+    await accounts.delete_user(
+        session,
+        admin=admin.user,
+        user_id=user_id,
+        query_role=runtime.settings.query_database_role,
+    )

@@ -101,6 +101,25 @@ def revision(
         raise fail(str(exc)) from None
 
 
+@app.command()
+def roles() -> None:
+    """Make each owner's query role, grant it the owner's tables and take them from the
+    shared role (PostgreSQL): after restoring into a cluster without the roles, or a rolling
+    upgrade from a version without them; safe to run any number of times."""
+    settings = settings_or_exit()
+
+    async def work(session: AsyncSession) -> int:
+        from tablehouse.datasets import service
+
+        return await service.grant_owner_roles(session, query_role=settings.query_database_role)
+
+    try:
+        granted = asyncio.run(in_unit_of_work(settings, work))
+    except TablehouseError as exc:
+        raise fail(exc.message) from None
+    typer.echo(f"{granted} dataset tables granted to their owners' query roles")
+
+
 async def _wait(settings: Settings) -> None:
     from tablehouse.core.database import create_engine, wait_for_database
 

@@ -38,6 +38,7 @@ from sqlalchemy.schema import CreateTable
 from sqlalchemy.sql.elements import ColumnElement, TextClause, quoted_name
 from sqlalchemy.types import TypeEngine
 
+from tablehouse.core import query_roles
 from tablehouse.core.models import NAMING_CONVENTION, UTCDateTime
 from tablehouse.datasets.schemas import AddField, Change, DropField, FieldSpec, RenameField
 
@@ -128,18 +129,15 @@ def create(
     table_name: str,
     fields: Sequence[FieldSpec],
     *,
-    query_role: str | None = None,
+    reader_role: str | None = None,
 ) -> list[str]:
-    """Create the table; on PostgreSQL, ``query_role`` (the role users' SQL runs as) may
-    then read it, and only it."""
+    """Create the table; on PostgreSQL, ``reader_role`` (the owner's role, which the
+    owner's SQL runs as) is made if missing and may then read it."""
     with recording(connection) as statements:
         table(table_name, fields).create(connection)
-    if query_role is not None and connection.dialect.name == "postgresql":
-        preparer = connection.dialect.identifier_preparer
-        connection.exec_driver_sql(
-            f"GRANT SELECT ON TABLE {preparer.quote_identifier(table_name)} "
-            f"TO {preparer.quote_identifier(query_role)}"
-        )
+    if reader_role is not None and connection.dialect.name == "postgresql":
+        query_roles.ensure(connection, reader_role)
+        query_roles.grant_select(connection, reader_role, table_name)
     return statements
 
 

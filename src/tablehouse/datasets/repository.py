@@ -62,6 +62,14 @@ async def row_count(session: AsyncSession, table_name: str) -> int:
     return int(await session.scalar(select(func.count()).select_from(table)) or 0)
 
 
+async def owners_tables(session: AsyncSession) -> list[tuple[uuid.UUID, str]]:
+    """``(owner_id, table_name)`` of every dataset."""
+    rows = await session.execute(
+        select(Schema.owner_id, Schema.table_name).order_by(Schema.owner_id)
+    )
+    return [(owner_id, table_name) for owner_id, table_name in rows]
+
+
 async def add(session: AsyncSession, *rows: object) -> None:
     session.add_all(rows)
     await session.flush()

@@ -7,10 +7,13 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
+from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tablehouse.auth.principal import Principal
+from tablehouse.core import query_roles
+from tablehouse.core.query_roles import owner_role
 from tablehouse.datasets import ddl, repository
 from tablehouse.datasets.models import Schema, SchemaVersion, physical_table_name
 from tablehouse.datasets.schemas import (
@@ -93,8 +96,8 @@ async def create(
     max_fields: int,
     query_role: str | None = None,
 ) -> Schema:
-    """Record the dataset and make its table; ``query_role`` is the PostgreSQL role that
-    users' SQL runs as, which is allowed to read the new table."""
+    """Record the dataset and make its table; ``query_role`` is QUERY_DATABASE_ROLE, whose
+    owner role (``query_roles.owner_role``) is allowed to read the new table."""
     problems = definition_problems(spec, max_fields=max_fields)
     if problems:
         raise InvalidInput.of(problems)
@@ -119,7 +122,10 @@ async def create(
         raise _taken(spec.name) from None
     statements = await session.run_sync(
         lambda sync: ddl.create(
-            sync.connection(), schema.table_name, spec.fields, query_role=query_role
+            sync.connection(),
+            schema.table_name,
+            spec.fields,
+            reader_role=None if query_role is None else owner_role(query_role, owner_id),
         )
     )
     await repository.add(
@@ -344,6 +350,27 @@ async def delete(session: AsyncSession, *, schema: Schema) -> None:
     await session.delete(schema)
     await session.flush()
     await session.run_sync(lambda sync: ddl.drop(sync.connection(), table_name))
+
+
+async def grant_owner_roles(session: AsyncSession, *, query_role: str) -> int:
+    """Make each owner's query role if missing and grant it that owner's tables, again, and
+    take them from the shared role (``query_role``): the repair after a restore into a
+    cluster that lacks the roles, or after a rolling upgrade in which processes of the
+    version before granted new tables to the shared role (PostgreSQL; SQLite has no roles).
+    Returns the number of tables granted."""
+    tables = await repository.owners_tables(session)
+
+    def grant(connection: Connection) -> int:
+        if connection.dialect.name != "postgresql":
+            return 0
+        for owner_id in {owner_id for owner_id, _ in tables}:
+            query_roles.ensure(connection, owner_role(query_role, owner_id))
+        for owner_id, table_name in tables:
+            query_roles.grant_select(connection, owner_role(query_role, owner_id), table_name)
+            query_roles.revoke_select(connection, query_role, table_name)
+        return len(tables)
+
+    return await session.run_sync(lambda sync: grant(sync.connection()))
 
 
 async def versions(session: AsyncSession, schema: Schema) -> list[SchemaVersion]:

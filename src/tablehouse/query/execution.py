@@ -9,6 +9,7 @@ thrown away.
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import AsyncIterator, Hashable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -34,6 +35,9 @@ class Statement:
     # What the rendering depended on besides the text (the datasets' ids and versions):
     # prepared statements are reused only while it holds.
     identity: Hashable = ()
+    # Whose datasets it reads; None when it reads none. PostgreSQL runs it as that owner's
+    # role, which may read that owner's tables only.
+    owner_id: uuid.UUID | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,5 +1,6 @@
-"""Running a statement on PostgreSQL: a READ ONLY transaction, as the query role, under
-``statement_timeout``, through a server-side portal so only the rows asked for travel."""
+"""Running a statement on PostgreSQL: a READ ONLY transaction, as its owner's query role
+(``core.query_roles``), under ``statement_timeout``, through a server-side portal so only
+the rows asked for travel."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any
 
 import asyncpg
 
+from tablehouse.core import query_roles
 from tablehouse.errors import BadRequest, DatabaseUnavailable, QueryRefused, TablehouseError
 from tablehouse.query.execution import Column, Deadline, Row, Statement, query_timeout, readable
 
@@ -139,7 +141,13 @@ class PostgresCursor:
 
 class PostgresBackend:
     def __init__(self, role: str) -> None:
-        self._begin = f'BEGIN READ ONLY; SET LOCAL ROLE "{role}"'
+        self._role = role  # QUERY_DATABASE_ROLE
+
+    def role_of(self, statement: Statement) -> str:
+        """The owner's role for a statement over datasets, the shared role otherwise."""
+        if statement.owner_id is None:
+            return self._role
+        return query_roles.owner_role(self._role, statement.owner_id)
 
     async def open(
         self,
@@ -153,9 +161,7 @@ class PostgresBackend:
         """With ``max_rows`` the statement is wrapped in a LIMIT and its rows come back in one
         round trip; without, they are read through a portal as the caller asks for them."""
         timeout = deadline.remaining() + CLIENT_GRACE_SECONDS
-        await raw.execute(
-            f"{self._begin}; SET LOCAL statement_timeout = {deadline.timeout_ms}", timeout=timeout
-        )
+        await self._begin(raw, statement, deadline)
         sql = statement.sql
         if max_rows is not None:
             sql = f"SELECT * FROM ({sql}) AS result LIMIT ${len(statement.parameters) + 1}"
@@ -171,6 +177,22 @@ class PostgresBackend:
             return PostgresCursor(raw, columns, tables, rows=rows)
         portal = prepared.cursor(*arguments, prefetch=BATCH_ROWS, timeout=timeout).__aiter__()
         return PostgresCursor(raw, columns, tables, portal=portal)
+
+    async def _begin(self, raw: Any, statement: Statement, deadline: Deadline) -> None:
+        """One round trip, whichever role: switching roles costs nothing extra."""
+        role = self.role_of(statement)
+        try:
+            await raw.execute(
+                f'BEGIN READ ONLY; SET LOCAL ROLE "{role}"; '
+                f"SET LOCAL statement_timeout = {deadline.timeout_ms}",
+                timeout=deadline.remaining() + CLIENT_GRACE_SECONDS,
+            )
+        except (asyncpg.InvalidParameterValueError, asyncpg.InsufficientPrivilegeError):
+            # The role does not exist, or this login may not switch to it.
+            raise query_roles.QueryRoleMissing(
+                "your queries cannot run now: the database role they run as is missing or "
+                "not granted to this login; an administrator must run 'tablehouse db roles'"
+            ) from None
 
     async def close(self, raw: Any, memo: dict[Any, Any]) -> bool:
         if raw.is_closed():

@@ -1,4 +1,4 @@
-"""Layer 3 on PostgreSQL: the role users' SQL runs as must exist and be usable."""
+"""Layer 3 on PostgreSQL: the roles users' SQL runs as must exist and be usable."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tablehouse.core.database import READS_ONLY
-from tablehouse.errors import ServiceUnavailable
+from tablehouse.core.query_roles import QueryRoleMissing, owner_role_pattern
+
+__all__ = ["QueryRoleMissing", "check_query_role", "check_role_creation"]
 
 _ROLE_STATE = text("""
 SELECT
@@ -17,22 +19,24 @@ SELECT
     ) AS usable,
     EXISTS (
         SELECT FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.member
-        WHERE r.rolname = :role
+        WHERE r.rolname = :role OR r.rolname ~ :owner_roles
     ) AS inherits
 """)
-
-
-class QueryRoleMissing(ServiceUnavailable):
-    code = "query_role_missing"
+_CREATES_ROLES = text("SELECT rolcreaterole OR rolsuper FROM pg_roles WHERE rolname = current_user")
 
 
 async def check_query_role(engine: AsyncEngine, role: str) -> None:
-    """Refuse to start without a query role that is safe to switch to: it exists, this
-    login may SET ROLE to it, and it is a member of no other role (so it inherits nothing)."""
+    """Refuse to start without query roles that are safe to switch to: the shared one exists
+    and this login may SET ROLE to it, and no query role is a member of another role (so
+    none inherits anything). ``engine`` runs users' SQL (the replica's, if there is one)."""
     if engine.dialect.name != "postgresql":
         return
     async with engine.execution_options(**{READS_ONLY: True}).connect() as connection:
-        state = (await connection.execute(_ROLE_STATE, {"role": role})).one()
+        state = (
+            await connection.execute(
+                _ROLE_STATE, {"role": role, "owner_roles": owner_role_pattern(role)}
+            )
+        ).one()
     if not state.present or not state.usable:
         raise QueryRoleMissing(
             f"the PostgreSQL role '{role}' (QUERY_DATABASE_ROLE), which users' SQL runs as, "
@@ -40,6 +44,20 @@ async def check_query_role(engine: AsyncEngine, role: str) -> None:
         )
     if state.inherits:
         raise QueryRoleMissing(
-            f"the PostgreSQL role '{role}' is a member of another role and would inherit its "
-            f"rights; revoke that membership (\\du {role} shows it)"
+            f"the PostgreSQL role '{role}' or an owner's role ({role}_...) is a member of "
+            f"another role and would inherit its rights; revoke that membership (\\du {role}*)"
+        )
+
+
+async def check_role_creation(engine: AsyncEngine) -> None:
+    """Refuse to start when ``engine``'s login (the one that creates datasets) may not
+    create the role of an owner's first dataset."""
+    if engine.dialect.name != "postgresql":
+        return
+    async with engine.execution_options(**{READS_ONLY: True}).connect() as connection:
+        creates_roles = await connection.scalar(_CREATES_ROLES)
+    if not creates_roles:
+        raise QueryRoleMissing(
+            "this PostgreSQL login may not create roles, which each owner's first dataset "
+            "needs (its queries run as a role of its own): grant it CREATEROLE"
         )

@@ -119,6 +119,7 @@ async def plan(
         values=request.params,
         tables={source.table_name: source.name for source in sources.values()},
         identity=written,
+        owner_id=caller.user.id if sources else None,
     )
     return Plan(
         statement=statement,
