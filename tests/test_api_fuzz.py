@@ -276,7 +276,7 @@ def _cover(operation: Operation, target: FuzzTarget, mode: GenerationMode) -> No
     for case in operation.schema.iter_coverage_cases(
         operation, generation_modes=[mode], generation_config=config
     ):
-        if mode is GenerationMode.POSITIVE and "name" in case.path_parameters or {}:
+        if mode is GenerationMode.POSITIVE and "name" in (case.path_parameters or {}):
             case.path_parameters = {**case.path_parameters, "name": DATASET}
         response = case.call(session=target.client, headers=target.signed_in())
         try:
