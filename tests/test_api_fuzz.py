@@ -106,8 +106,13 @@ def _expires_in_the_past(case: Case, response: Response) -> bool:
 
 
 def _names_repeat(case: Case, response: Response) -> bool:
-    body = case.body if isinstance(case.body, dict) else {}
-    names = [str(field.get("name")) for field in body.get("fields", [])]
+    body: dict[str, Any] = case.body if isinstance(case.body, dict) else {}
+    fields = body.get("fields")
+    names = (
+        [str(f.get("name")) for f in fields if isinstance(f, dict)]
+        if isinstance(fields, list)
+        else []
+    )
     return len(set(names)) < len(names) and refused(422, "duplicate_name")(case, response)
 
 
@@ -139,7 +144,10 @@ BEYOND_THE_DOCUMENT: dict[str, Refusal] = {
     "PATCH /api/v1/schemas/{name}/rows/{key}": ROWS,
     "DELETE /api/v1/schemas/{name}/rows/{key}": ROWS,
     "POST /api/v1/schemas": _names_repeat,
-    "PATCH /api/v1/schemas/{name}": refused(422, "duplicate_name", "unknown_field"),
+    # Which fields exist, which are the key and how many there are is the dataset's own.
+    "PATCH /api/v1/schemas/{name}": refused(
+        422, "duplicate_name", "unknown_field", "primary_key", "too_many_fields"
+    ),
     "POST /api/v1/auth/api-keys": _expires_in_the_past,
     "GET /api/v1/queries": _from_not_before_to,
     "GET /api/v1/analytics/queries/summary": either(_from_not_before_to, _too_many_buckets),

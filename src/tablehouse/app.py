@@ -82,6 +82,7 @@ def _document(app: FastAPI, settings: Settings) -> dict[str, Any]:
     """FastAPI's OpenAPI document, with the limits this server's settings set."""
     if app.openapi_schema is None:
         state_limits(FastAPI.openapi(app), settings)  # which keeps it in app.openapi_schema
+    assert app.openapi_schema is not None
     return app.openapi_schema
 
 
