@@ -297,3 +297,30 @@ async def test_a_405_lists_every_method_the_path_serves(
     assert response.status_code == 405, response.text
     assert response.headers["allow"] == allowed
     assert response.json() == {"detail": "Method Not Allowed", "code": "method_not_allowed"}
+
+
+async def test_a_unique_field_added_to_a_dataset_is_unique_not_a_500(
+    client: httpx.AsyncClient, ada: dict[str, str]
+) -> None:
+    created = await client.post("/api/v1/schemas", json=CUSTOMERS, headers=ada)
+    assert created.status_code == 201, created.text
+    unique = {"name": "ref", "type": "float", "unique": True}
+    added = await client.patch(
+        "/api/v1/schemas/customers",
+        json={"changes": [{"op": "add_field", "field": unique}]},
+        headers=ada,
+    )
+    assert added.status_code == 200, added.text
+    assert added.json()["fields"][-1]["unique"] is True
+
+    rows = [{"id": 1, "name": "Ada", "ref": 1.5}, {"id": 2, "name": "Grace", "ref": 1.5}]
+    twice = await client.post("/api/v1/schemas/customers/rows", json=rows, headers=ada)
+    assert twice.status_code == 409, twice.text
+    assert twice.json()["code"] == "unique_violation"
+
+    dropped = await client.patch(
+        "/api/v1/schemas/customers",
+        json={"changes": [{"op": "drop_field", "name": "ref"}]},
+        headers=ada,
+    )
+    assert dropped.status_code == 200, dropped.text

@@ -81,6 +81,12 @@ def _field_rules(schema: dict[str, Any]) -> None:
     ]
 
 
+def _not_a_key(schema: dict[str, Any]) -> None:
+    field = schema["properties"]["field"]
+    not_key = {"properties": {"primary_key": {"not": {"const": True}}}}
+    schema["properties"]["field"] = {"allOf": [field, not_key]}
+
+
 def _check_default(spec: FieldSpec) -> None:
     allowed = DEFAULT_TYPES.get(spec.type)
     if allowed is None:
@@ -119,7 +125,8 @@ class SchemaCreate(BaseModel):
 
 
 class AddField(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # The service refuses a new primary-key field (the table exists); the document says so.
+    model_config = ConfigDict(extra="forbid", json_schema_extra=lambda s: _not_a_key(s))
 
     op: Literal["add_field"]
     field: FieldSpec
