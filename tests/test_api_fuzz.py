@@ -105,15 +105,32 @@ def _expires_in_the_past(case: Case, response: Response) -> bool:
     )
 
 
+def _field_specs(body: object) -> list[dict[str, Any]]:
+    """The field definitions of a body: a dataset's ``fields``, or its ``changes``' fields."""
+    if not isinstance(body, dict):
+        return []
+    fields, changes = body.get("fields"), body.get("changes")
+    specs = list(fields) if isinstance(fields, list) else []
+    if isinstance(changes, list):
+        specs += [change.get("field") for change in changes if isinstance(change, dict)]
+    return [spec for spec in specs if isinstance(spec, dict)]
+
+
 def _names_repeat(case: Case, response: Response) -> bool:
-    body: dict[str, Any] = case.body if isinstance(case.body, dict) else {}
-    fields = body.get("fields")
-    names = (
-        [str(f.get("name")) for f in fields if isinstance(f, dict)]
-        if isinstance(fields, list)
-        else []
-    )
+    """Field names are unique ignoring case (the service compares them lowered)."""
+    names = [str(spec.get("name")).lower() for spec in _field_specs(case.body)]
     return len(set(names)) < len(names) and refused(422, "duplicate_name")(case, response)
+
+
+def _default_too_long(case: Case, response: Response) -> bool:
+    """A string default longer than the field's max_length (JSON Schema cannot compare)."""
+    too_long = any(
+        isinstance(spec.get("default"), str)
+        and isinstance(spec.get("max_length"), int)
+        and len(spec["default"]) > spec["max_length"]
+        for spec in _field_specs(case.body)
+    )
+    return too_long and refused(422, "value_error")(case, response)
 
 
 def either(*rules: Refusal) -> Refusal:
@@ -147,10 +164,11 @@ BEYOND_THE_DOCUMENT: dict[str, Refusal] = {
     "GET /api/v1/schemas/{name}/rows/{key}": ROWS,
     "PATCH /api/v1/schemas/{name}/rows/{key}": ROWS,
     "DELETE /api/v1/schemas/{name}/rows/{key}": ROWS,
-    "POST /api/v1/schemas": _names_repeat,
+    "POST /api/v1/schemas": either(_names_repeat, _default_too_long),
     # Which fields exist, which are the key and how many there are is the dataset's own.
-    "PATCH /api/v1/schemas/{name}": refused(
-        422, "duplicate_name", "unknown_field", "primary_key", "too_many_fields"
+    "PATCH /api/v1/schemas/{name}": either(
+        refused(422, "duplicate_name", "unknown_field", "primary_key", "too_many_fields"),
+        _default_too_long,
     ),
     "POST /api/v1/auth/api-keys": _expires_in_the_past,
     "GET /api/v1/queries": _from_not_before_to,
