@@ -18,7 +18,7 @@ from tablehouse.analytics.lifecycle import Analytics
 from tablehouse.analytics.store import StoreTarget, StoreUnavailable
 from tablehouse.app import create_app
 from tablehouse.config import Settings
-from tests.accounts import bearer, promote_to_admin, signed_up
+from tests.accounts import bearer, login, promote_to_admin, signed_up
 from tests.databases import copy_sqlite, settings_for
 
 FLUSH_MS = 50
@@ -186,6 +186,40 @@ async def test_each_user_sees_only_their_own_unless_admin(
     assert sorted(row["count"] for row in by_user.json()) == [1, 1]
 
 
+async def _key(client: httpx.AsyncClient, headers: dict[str, str], **body: Any) -> dict[str, str]:
+    created = await client.post(
+        "/api/v1/auth/api-keys", json={"name": "k", "scopes": ["query"], **body}, headers=headers
+    )
+    assert created.status_code == 201, created.text
+    return bearer(created.json()["key"])
+
+
+async def test_a_dataset_restricted_key_sees_only_the_queries_it_made(
+    served: tuple[FastAPI, httpx.AsyncClient, dict[str, str]],
+) -> None:
+    _, client, ada = served
+    restricted = await _key(client, ada, datasets=["open"])
+    unrestricted = await _key(client, ada)
+    owners = await run(client, ada, "SELECT 'what the owner asked about secret'")
+    keys = await run(client, restricted, "SELECT 'what the key asked'")
+    await history_of(client, ada, expect=2)
+
+    listed = await client.get("/api/v1/queries", headers=restricted)
+    peek = await client.get(f"/api/v1/queries/{owners.json()['query_id']}", headers=restricted)
+    own = await client.get(f"/api/v1/queries/{keys.json()['query_id']}", headers=restricted)
+    summary = await client.get("/api/v1/analytics/queries/summary", headers=restricted)
+    everything = await client.get("/api/v1/queries", headers=unrestricted)
+
+    assert [item["query_text"] for item in listed.json()["items"]] == [
+        "SELECT 'what the key asked'"
+    ]
+    assert listed.json()["total"] == 1
+    assert peek.status_code == 404
+    assert own.status_code == 200
+    assert sum(bucket["count"] for bucket in summary.json()["buckets"]) == 1
+    assert everything.json()["total"] == 2
+
+
 async def test_summary_counts_errors_and_times_per_bucket(
     served: tuple[FastAPI, httpx.AsyncClient, dict[str, str]],
 ) -> None:
@@ -212,15 +246,21 @@ async def test_summary_counts_errors_and_times_per_bucket(
     assert sum(bucket["count"] for bucket in daily.json()["buckets"]) == 4
 
 
-async def test_readiness_reports_where_events_are(
-    served: tuple[FastAPI, httpx.AsyncClient, dict[str, str]],
+async def test_readiness_reports_where_events_are_to_administrators_only(
+    served: tuple[FastAPI, httpx.AsyncClient, dict[str, str]], settings: Settings
 ) -> None:
     _, client, ada = served
     await run(client, ada, "SELECT 1")
     await history_of(client, ada, expect=1)
+    await promote_to_admin(settings, "ada@example.com")
+    admin = bearer((await login(client, "ada@example.com"))["access_token"])
 
-    analytics = (await client.get("/health/ready")).json()["analytics"]
+    anyone = await client.get("/health/ready")
+    analytics = (await client.get("/health/ready", headers=admin)).json()["analytics"]
 
+    assert anyone.json()["analytics"] == {"status": "ok"}
+    assert analytics["store"].startswith("chdb:")
+    assert analytics["store"] not in anyone.text
     assert analytics["status"] == "ok"
     assert analytics["written"] == 1
     assert analytics["spooled"] == analytics["dead_lettered"] == analytics["lost"] == 0

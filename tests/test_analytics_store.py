@@ -42,6 +42,7 @@ QUERY_LOG_COLUMNS = (
     "bytes_read",
     "timestamp",
 )
+MIGRATIONS = [(1, "query_logs"), (2, "metrics"), (3, "query_logs_api_key")]
 
 
 def query_log_row(timestamp: datetime, user_id: uuid.UUID | None = None) -> list[Any]:
@@ -193,7 +194,7 @@ def test_every_ddl_statement_can_be_rerun() -> None:
     rendered = schema.migrations(
         query_log_ttl_days=90, metrics_ttl_days=365, cluster=None, database="d"
     )
-    assert [(m.version, m.name) for m in rendered] == [(1, "query_logs"), (2, "metrics")]
+    assert [(m.version, m.name) for m in rendered] == MIGRATIONS
     statements = [s for m in rendered for s in m.statements]
     statements += schema.bootstrap_statements(cluster=None, database="d")
     assert all(" IF NOT EXISTS " in s for s in statements)
@@ -209,6 +210,7 @@ def test_a_cluster_gets_on_cluster_and_replicated_engines() -> None:
     engine = "ReplicatedMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}')"
     for statement in statements:
         assert " ON CLUSTER c1\n" in statement
+    for statement in (s for s in statements if s.startswith("CREATE TABLE")):
         assert f"ENGINE = {engine}" in statement
         assert "replicated_deduplication_window" in statement
         assert "non_replicated" not in statement
@@ -223,19 +225,18 @@ async def test_migrate_creates_the_tables_once_and_records_them(
     analytics_store: AnalyticsStore,
 ) -> None:
     assert [(v, n, a) for v, n, a in await schema.status(analytics_store)] == [
-        (1, "query_logs", None),
-        (2, "metrics", None),
+        (v, n, None) for v, n in MIGRATIONS
     ]
-    assert await schema.migrate(analytics_store) == ["query_logs", "metrics"]
+    assert await schema.migrate(analytics_store) == [n for _, n in MIGRATIONS]
     assert await schema.migrate(analytics_store) == []
 
     status = await schema.status(analytics_store)
-    assert [(v, n) for v, n, _ in status] == [(1, "query_logs"), (2, "metrics")]
+    assert [(v, n) for v, n, _ in status] == MIGRATIONS
     for _, _, applied_at in status:
         assert applied_at is not None
         assert applied_at.tzinfo is not None
         assert abs(datetime.now(UTC) - applied_at) < timedelta(minutes=1)
-    assert await count(analytics_store, schema.MIGRATIONS_TABLE) == 2
+    assert await count(analytics_store, schema.MIGRATIONS_TABLE) == len(MIGRATIONS)
 
 
 async def test_a_half_applied_migration_is_completed_by_the_next_run(
@@ -247,7 +248,7 @@ async def test_a_half_applied_migration_is_completed_by_the_next_run(
     )[0]
     for statement in first.statements:  # as if the run stopped before recording it
         await analytics_store.command(statement)
-    assert await schema.migrate(analytics_store) == ["query_logs", "metrics"]
+    assert await schema.migrate(analytics_store) == [n for _, n in MIGRATIONS]
 
 
 async def test_tables_have_monthly_partitions_ttl_and_dedup(
@@ -442,7 +443,7 @@ def test_data_survives_a_restart_and_one_process_holds_a_path(tmp_path: Path) ->
             holder.stdin.close()
             assert holder.wait(timeout=60) == 0
     # A fresh process finds the row and the recorded migrations on disk.
-    assert run_python(_READ, url).split() == ["1", "query_logs,metrics"]
+    assert run_python(_READ, url).split() == ["1", ",".join(n for _, n in MIGRATIONS)]
 
 
 _INSERT_AND_QUERY = """

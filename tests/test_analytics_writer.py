@@ -46,6 +46,7 @@ class FakeStore:
         self.refusal: type[Exception] = StoreRejected
         self.gate: asyncio.Event | None = None
         self.during_insert: Callable[[], None] | None = None
+        self.columns: tuple[str, ...] = ()  # of the last insert
 
     async def insert(
         self,
@@ -59,7 +60,9 @@ class FakeStore:
         if self.during_insert is not None:
             self.during_insert()
         assert table == "query_logs"
-        assert tuple(columns) == QUERY_LOGS.columns
+        # Every column, or the first ones (a batch spooled by a version that had only those).
+        assert tuple(columns) == QUERY_LOGS.columns[: len(columns)]
+        self.columns = tuple(columns)
         if self.gate is not None:
             await self.gate.wait()
         if self.down:
@@ -189,12 +192,16 @@ async def test_rows_are_converted_for_clickhouse(tmp_path: Path) -> None:
             rows_read=3,
             bytes_read=24,
             timestamp=datetime(2026, 1, 1, 1, tzinfo=paris),
+            api_key_id=uuid.UUID(int=9),
         )
     )
+    writer.emit(event(1))  # sent with a login session: no API key
     await writer.stop()
-    [row] = store.rows
-    assert row == (uuid.UUID(int=1), USER, "SELECT 1", "error", "boom", 0, 3, 24, START)
-    assert row[-1].tzinfo == UTC
+    [row, by_session] = store.rows
+    key = uuid.UUID(int=9)
+    assert row == (uuid.UUID(int=1), USER, "SELECT 1", "error", "boom", 0, 3, 24, START, key)
+    assert row[-2].tzinfo == UTC
+    assert by_session[-1] == uuid.UUID(int=0)
 
 
 async def test_ten_thousand_events_while_the_store_is_down_are_written_once_in_order(
@@ -405,6 +412,29 @@ async def test_stop_with_the_store_down_spools_and_the_next_start_replays(
     [letter] = dead_letters(tmp_path)
     assert letter["reason"] == "torn_line"
     assert letter["raw"].startswith('{"table":"query_logs"')
+
+
+async def test_a_batch_spooled_before_a_column_was_added_is_replayed(tmp_path: Path) -> None:
+    store = FakeStore()
+    store.down = True
+    first = make(tmp_path, store, batch_size=1000, flush_interval=60)
+    await first.start()
+    first.emit(event(0))
+    await first.stop()
+    [segment] = segments(tmp_path)
+    line = orjson.loads(segment.read_bytes())
+    # As the version before api_key_id wrote it.
+    line["columns"], line["rows"] = line["columns"][:-1], [row[:-1] for row in line["rows"]]
+    segment.write_bytes(orjson.dumps(line) + b"\n")
+
+    store.down = False
+    second = make(tmp_path, store)
+    await second.start()
+    await until(lambda: second.counts().written == 1)
+    await second.stop()
+    assert store.texts == texts(1)
+    assert store.columns == QUERY_LOGS.columns[:-1]
+    assert second.counts().dead_lettered == 0
 
 
 async def test_stop_gives_up_on_a_hanging_store_and_spools_the_batch(tmp_path: Path) -> None:

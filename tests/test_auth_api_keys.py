@@ -137,6 +137,48 @@ async def test_key_in_the_past_is_refused(client: httpx.AsyncClient) -> None:
     assert [item["loc"] for item in response.json()["detail"]] == [["body", "expires_at"]]
 
 
+async def test_expiry_without_an_offset_is_422_asking_for_one(client: httpx.AsyncClient) -> None:
+    tokens = await signed_up(client, "ada@example.com")
+    response = await client.post(
+        KEYS,
+        json={"name": "naive", "scopes": ["read"], "expires_at": "2999-01-01T00:00:00"},
+        headers=bearer(tokens["access_token"]),
+    )
+    assert response.status_code == 422, response.text
+    (problem,) = response.json()["detail"]
+    assert problem["loc"] == ["body", "expires_at"]
+    assert problem["type"] == "timezone_aware"
+    assert "offset" in problem["msg"]
+    assert "Z" in problem["msg"]
+
+
+@pytest.mark.parametrize(
+    ("expires_at", "status"),
+    [
+        ("9999-12-31T23:00:00-05:00", 422),  # past the last instant a database can hold
+        ("9999-12-31T23:59:59+00:00", 201),
+        ("9999-12-31T23:00:00+05:00", 201),
+        ("0001-01-01T01:00:00+05:00", 422),  # before year 1 in UTC, and in the past
+    ],
+)
+async def test_expiry_at_the_ends_of_the_range_is_stored_or_refused(
+    client: httpx.AsyncClient, expires_at: str, status: int
+) -> None:
+    tokens = await signed_up(client, "ada@example.com")
+    response = await client.post(
+        KEYS,
+        json={"name": "far", "scopes": ["read"], "expires_at": expires_at},
+        headers=bearer(tokens["access_token"]),
+    )
+    assert response.status_code == status, response.text
+    if status == 422:
+        assert [item["loc"] for item in response.json()["detail"]] == [["body", "expires_at"]]
+        return
+    listed = await client.get(KEYS, headers=bearer(tokens["access_token"]))
+    (item,) = listed.json()
+    assert datetime.fromisoformat(item["expires_at"]) == datetime.fromisoformat(expires_at)
+
+
 async def test_revoked_key_is_rejected(client: httpx.AsyncClient) -> None:
     tokens = await signed_up(client, "ada@example.com")
     stored = await stored_key(client, tokens["access_token"])

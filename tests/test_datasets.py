@@ -351,6 +351,42 @@ async def test_api_key_scopes_guard_datasets(
     assert (await client.get(SCHEMAS, headers=bearer(limited))).json()["items"] == []
 
 
+async def _restricted_key(
+    client: httpx.AsyncClient, headers: dict[str, str], datasets: list[str]
+) -> dict[str, str]:
+    created = await client.post(
+        "/api/v1/auth/api-keys",
+        json={"name": "limited", "scopes": ["read"], "datasets": datasets},
+        headers=headers,
+    )
+    assert created.status_code == 201, created.text
+    return bearer(created.json()["key"])
+
+
+async def test_a_restricted_key_lists_and_counts_only_its_datasets(
+    client: httpx.AsyncClient, headers: dict[str, str]
+) -> None:
+    await client.post(SCHEMAS, json=SONGS, headers=headers)
+    limited = await _restricted_key(client, headers, ["other"])
+    listed = await client.get(SCHEMAS, headers=limited)
+    assert listed.status_code == 200
+    assert (listed.json()["items"], listed.json()["total"]) == ([], 0)
+
+
+async def test_a_restricted_key_pages_over_its_own_datasets(
+    client: httpx.AsyncClient, headers: dict[str, str]
+) -> None:
+    for name in ("a1", "a2", "a3", "zz"):
+        created = await client.post(SCHEMAS, json=SONGS | {"name": name}, headers=headers)
+        assert created.status_code == 201, created.text
+    limited = await _restricted_key(client, headers, ["zz", "a2"])
+    first = (await client.get(SCHEMAS, params={"limit": 1}, headers=limited)).json()
+    second = (await client.get(SCHEMAS, params={"limit": 1, "offset": 1}, headers=limited)).json()
+    assert [item["name"] for item in first["items"]] == ["a2"]
+    assert [item["name"] for item in second["items"]] == ["zz"]
+    assert first["total"] == second["total"] == 2
+
+
 async def test_an_admin_can_manage_another_users_dataset(
     client: httpx.AsyncClient, headers: dict[str, str], settings: Settings
 ) -> None:

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 from fastapi import FastAPI
+from pydantic import SecretStr
 from sqlalchemy.engine import make_url
 
 from tablehouse.api.runtime import Runtime
@@ -18,10 +19,19 @@ from tests.accounts import bearer, signed_up
 from tests.query_helpers import QUERY, shop
 from tests.tcp_proxy import TcpProxy
 
+METRICS_TOKEN = "replica-tests-metrics-token"
+
 
 @pytest.fixture
 async def replica_client(settings: Settings) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
-    app = create_app(settings.model_copy(update={"database_read_url": settings.database_url}))
+    app = create_app(
+        settings.model_copy(
+            update={
+                "database_read_url": settings.database_url,
+                "metrics_token": SecretStr(METRICS_TOKEN),
+            }
+        )
+    )
     async with (
         app.router.lifespan_context(app),
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http,
@@ -59,7 +69,7 @@ async def test_readiness_shows_the_read_pool_and_the_replica(
 ) -> None:
     _, client = replica_client
 
-    body = (await client.get("/health/ready")).json()
+    body = (await client.get("/health/ready", headers=bearer(METRICS_TOKEN))).json()
 
     assert body["status"] == "ok"
     assert set(body["database"]["read_pool"]) == {"size", "checked_in", "checked_out", "overflow"}

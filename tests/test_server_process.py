@@ -87,10 +87,14 @@ def test_served_app_answers_and_logs_request_ids_as_json(
         "DATABASE_URL": databases.copy_sqlite(sqlite_template, tmp_path),
         "DATA_DIR": str(tmp_path),
         "JWT_SECRET": "never-log-me-" + "x" * 30,
+        "METRICS_TOKEN": "server-tests-metrics-token",
     }
     with running_server(env, tmp_path / "server.log") as server:
         health = httpx.get(f"{server.base_url}/health")
-        ready = httpx.get(f"{server.base_url}/health/ready")
+        ready = httpx.get(
+            f"{server.base_url}/health/ready",
+            headers={"Authorization": "Bearer server-tests-metrics-token"},
+        )
         server.stop()
     assert health.status_code == 200
     assert ready.status_code == 200

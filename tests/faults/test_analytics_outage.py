@@ -19,9 +19,10 @@ import httpx
 import pytest
 
 from tablehouse.analytics.store import AnalyticsStore, StoreTarget
+from tests.accounts import bearer
 from tests.databases import copy_sqlite
 from tests.faults.clickhouse_http import ClickHouseHttp
-from tests.faults.harness import server_env, signed_in, wait_until
+from tests.faults.harness import METRICS_TOKEN, server_env, signed_in, wait_until
 from tests.processes import running_server
 from tests.tcp_proxy import TcpProxy
 
@@ -110,7 +111,7 @@ async def _client(http: httpx.AsyncClient, headers: dict[str, str], load: Load) 
 
 
 async def _analytics(http: httpx.AsyncClient) -> dict[str, Any]:
-    ready = await http.get("/health/ready")
+    ready = await http.get("/health/ready", headers=bearer(METRICS_TOKEN))  # with details
     assert ready.status_code == 200, ready.text
     analytics: dict[str, Any] = ready.json()["analytics"]
     return analytics

@@ -33,13 +33,15 @@ _AGGREGATES: dict[Aggregation, str] = {
 
 @dataclass(frozen=True, slots=True)
 class QueryFilter:
-    """Which log rows: ``user_id`` None means every user's (administrators only)."""
+    """Which log rows: ``user_id`` None means every user's (administrators only);
+    ``api_key_id`` keeps only the queries sent with that key."""
 
     user_id: uuid.UUID | None
     since: datetime
     until: datetime
     status: str | None = None
     text: str | None = None
+    api_key_id: uuid.UUID | None = None
 
     def where(self) -> tuple[str, dict[str, Any]]:
         clauses = [
@@ -50,6 +52,9 @@ class QueryFilter:
         if self.user_id is not None:
             clauses.append("user_id = {user_id:UUID}")
             parameters["user_id"] = self.user_id
+        if self.api_key_id is not None:
+            clauses.append("api_key_id = {api_key_id:UUID}")
+            parameters["api_key_id"] = self.api_key_id
         if self.status is not None:
             clauses.append("status = {status:String}")
             parameters["status"] = self.status
@@ -75,14 +80,21 @@ async def page(
 
 
 async def one(
-    store: AnalyticsStore, query_id: uuid.UUID, *, user_id: uuid.UUID | None
+    store: AnalyticsStore,
+    query_id: uuid.UUID,
+    *,
+    user_id: uuid.UUID | None,
+    api_key_id: uuid.UUID | None = None,
 ) -> dict[str, Any] | None:
-    """One logged query; ``user_id`` limits it to that user's (None: anyone's)."""
+    """One logged query; ``user_id`` limits it to that user's (None: anyone's), and
+    ``api_key_id`` to those sent with that key."""
     mine = "" if user_id is None else " AND user_id = {user_id:UUID}"
+    if api_key_id is not None:
+        mine += " AND api_key_id = {api_key_id:UUID}"
     rows = await store.query(
         f"SELECT {QUERY_LOG_COLUMNS} FROM query_logs WHERE query_id = {{query_id:UUID}}{mine} "
         "LIMIT 1",
-        {"query_id": query_id, "user_id": user_id},
+        {"query_id": query_id, "user_id": user_id, "api_key_id": api_key_id},
     )
     return rows[0] if rows else None
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -10,7 +9,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from tablehouse.api.dependencies import RuntimeDep, SessionDep
 from tablehouse.api.responses import errors
-from tablehouse.auth.dependencies import Now, bearer, current_principal
+from tablehouse.auth.dependencies import Now, bearer, current_principal, holds_metrics_token
 from tablehouse.core.metrics import Metrics
 from tablehouse.errors import Forbidden
 
@@ -25,12 +24,7 @@ async def may_read_metrics(
     token: Annotated[str | None, Depends(bearer)],
 ) -> None:
     """The scraper's METRICS_TOKEN, or an administrator signed in with a password."""
-    configured = runtime.settings.metrics_token
-    if (
-        configured is not None
-        and token is not None
-        and hmac.compare_digest(token.encode(), configured.get_secret_value().encode())
-    ):
+    if holds_metrics_token(runtime.settings, token):
         return
     caller = await current_principal(request, session, runtime, now, token)
     if not caller.is_admin or caller.session_id is None:

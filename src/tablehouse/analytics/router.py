@@ -104,6 +104,23 @@ def _whose(caller: Principal, every_user: bool) -> uuid.UUID | None:
     return None
 
 
+def _sent_with(caller: Principal) -> uuid.UUID | None:
+    """The key whose queries alone a dataset-restricted key may see (None: no such limit).
+
+    Its owner's other queries may name datasets the key cannot touch, and what a query
+    read is not known for every query (one refused before parsing may name anything), so
+    such a key sees only what it sent itself (docs/api.md, "Query history")."""
+    return caller.api_key_id if caller.datasets is not None else None
+
+
+def _filter(
+    caller: Principal, every_user: bool, start: datetime, end: datetime, **more: Any
+) -> history.QueryFilter:
+    return history.QueryFilter(
+        _whose(caller, every_user), start, end, api_key_id=_sent_with(caller), **more
+    )
+
+
 @router.get("/queries", summary="Your query history, newest first")
 async def list_queries(
     caller: QueryAccess,
@@ -117,7 +134,7 @@ async def list_queries(
     offset: Offset = 0,
 ) -> Page[LoggedQuery]:
     start, end = _window(since, until, default=timedelta(days=36500))
-    where = history.QueryFilter(_whose(caller, every_user), start, end, status=status, text=q)
+    where = _filter(caller, every_user, start, end, status=status, text=q)
     rows, total = await _answer(history.page(store, where, limit=limit, offset=offset))
     items = [LoggedQuery.model_validate(row) for row in rows]
     return Page[LoggedQuery](items=items, total=total, limit=limit, offset=offset)
@@ -126,7 +143,7 @@ async def list_queries(
 @router.get("/queries/{query_id}", summary="One of your queries (administrators: anyone's)")
 async def read_query(query_id: uuid.UUID, caller: QueryAccess, store: Store) -> LoggedQuery:
     owner = None if caller.is_admin and caller.session_id is not None else caller.user.id
-    row = await _answer(history.one(store, query_id, user_id=owner))
+    row = await _answer(history.one(store, query_id, user_id=owner, api_key_id=_sent_with(caller)))
     if row is None:
         raise NotFound(f"no query {query_id} in your history", code="query_not_found")
     return LoggedQuery.model_validate(row)
@@ -144,7 +161,7 @@ async def query_summary(
     start, end = _window(since, until, default=timedelta(days=1))
     step = timedelta(hours=1) if interval == "hour" else timedelta(days=1)
     _check_buckets(start, end, step)
-    where = history.QueryFilter(_whose(caller, every_user), start, end)
+    where = _filter(caller, every_user, start, end)
     rows = await _answer(history.summary(store, where, interval=interval))
     return QuerySummary(
         interval=interval,

@@ -16,6 +16,8 @@ from typing import Any
 
 UINT32_MAX = 2**32 - 1
 UINT64_MAX = 2**64 - 1
+# What a UUID column holds for "none": ClickHouse's default, cheaper than Nullable(UUID).
+NIL_UUID = uuid.UUID(int=0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +31,10 @@ class ColumnType:
 
 def _uuid(value: Any) -> uuid.UUID:
     return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
+
+
+def _uuid_or_nil(value: Any) -> uuid.UUID:
+    return NIL_UUID if value is None else _uuid(value)
 
 
 def _string(value: Any) -> str:
@@ -83,6 +89,7 @@ def _tags(value: Any) -> dict[str, str]:
 
 
 UUID = ColumnType("UUID", _uuid, _uuid)
+UUID_OR_NIL = ColumnType("UUID", _uuid_or_nil, _uuid)
 STRING = ColumnType("String", _string, _same)
 NULLABLE_STRING = ColumnType("Nullable(String)", _nullable_string, _same)
 UINT32 = ColumnType("UInt32", _unsigned(UINT32_MAX), _same)
@@ -106,6 +113,16 @@ class TableSpec:
     @classmethod
     def of(cls, table: str, columns: Sequence[tuple[str, ColumnType]]) -> TableSpec:
         return cls(table, tuple(name for name, _ in columns), tuple(kind for _, kind in columns))
+
+    def narrowed(self, columns: Sequence[str]) -> TableSpec | None:
+        """This table with only ``columns`` (a spool written by a version that had fewer; the
+        store fills the others with their defaults), or None if one of them is unknown."""
+        if tuple(columns) == self.columns:
+            return self
+        kinds = dict(zip(self.columns, self.types, strict=True))
+        if not set(columns) <= kinds.keys() or len(set(columns)) != len(columns):
+            return None
+        return TableSpec(self.table, tuple(columns), tuple(kinds[name] for name in columns))
 
     def row(self, record: Mapping[str, Any]) -> tuple[Any, ...]:
         """The row for ``Event.record()``; KeyError/TypeError/ValueError if it does not fit."""
@@ -133,6 +150,7 @@ QUERY_LOGS = TableSpec.of(
         ("rows_read", UINT64),
         ("bytes_read", UINT64),
         ("timestamp", DATETIME64_UTC),
+        ("api_key_id", UUID_OR_NIL),
     ],
 )
 

@@ -428,9 +428,10 @@ class EventWriter:
                 self._written_early.discard(batch.token)
                 self._spool.confirm()
                 continue
-            spec = self._specs.get(batch.table)
+            table = self._specs.get(batch.table)
+            spec = None if table is None else table.narrowed(batch.columns)
             try:
-                if spec is None or batch.columns != spec.columns:
+                if spec is None:
                     raise ValueError(f"no table {batch.table!r} with columns {batch.columns}")
                 rows = [spec.row_from_json(values) for values in batch.rows]
             except Exception as exc:  # written by another version: set aside, go on

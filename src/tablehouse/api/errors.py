@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import traceback
+from collections.abc import Mapping
 from http import HTTPStatus
 
 from fastapi import FastAPI, Request
@@ -14,7 +15,14 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute, Match
 
+from tablehouse.core.quoting import clip, quoted
 from tablehouse.errors import TablehouseError
+
+# Request validation errors listed in one answer; pydantic reports one per bad item, so a
+# list of a million bad items would otherwise make a million entries.
+MAX_LISTED_ERRORS = 100
+# Members of one entry's ``loc`` or ``ctx`` kept; each is clipped like any quoted text.
+_MAX_MEMBERS = 32
 
 
 def _code_for_status(status_code: int) -> str:
@@ -27,7 +35,7 @@ def _code_for_status(status_code: int) -> str:
 async def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, TablehouseError)
     return JSONResponse(
-        {"detail": exc.detail, "code": exc.code, **exc.extra},
+        {"detail": _bounded_detail(exc.detail), "code": exc.code, **exc.extra},
         status_code=exc.status_code,
         headers=dict(exc.headers),
     )
@@ -39,7 +47,7 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     if exc.status_code == 405:
         headers = {**(headers or {}), "Allow": _allowed_methods(request)}
     return JSONResponse(
-        {"detail": exc.detail, "code": _code_for_status(exc.status_code)},
+        {"detail": _bounded_detail(exc.detail), "code": _code_for_status(exc.status_code)},
         status_code=exc.status_code,
         headers=headers,
     )
@@ -65,10 +73,41 @@ _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE")
 
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    return JSONResponse(
-        {"detail": jsonable_encoder(exc.errors()), "code": "validation_error"},
-        status_code=422,
-    )
+    found = exc.errors()
+    # Bounded before encoding, so a huge input is never copied.
+    listed = jsonable_encoder(_bounded_detail(list(found[:MAX_LISTED_ERRORS])))
+    body: dict[str, object] = {"detail": listed, "code": "validation_error"}
+    if len(found) > MAX_LISTED_ERRORS:
+        body["errors_total"] = len(found)
+    return JSONResponse(body, status_code=422)
+
+
+def _bounded_detail(detail: object) -> object:
+    """``detail`` with whatever it quotes from the request cut short (core/quoting.py)."""
+    if isinstance(detail, str):
+        return clip(detail)
+    if isinstance(detail, list):
+        return [_bounded_entry(entry) for entry in detail]
+    return quoted(detail)
+
+
+def _bounded_entry(entry: object) -> object:
+    """One problem (``{loc, msg, type, input, ctx}`` or ``{row, field, message}``)."""
+    if not isinstance(entry, Mapping):
+        return quoted(entry)
+    return {
+        str(key): quoted(value) if key == "input" else _bounded_member(value)
+        for key, value in entry.items()
+    }
+
+
+def _bounded_member(value: object) -> object:
+    if isinstance(value, list):
+        return [quoted(item) for item in value[:_MAX_MEMBERS]]
+    if isinstance(value, Mapping):
+        members = list(value.items())[:_MAX_MEMBERS]
+        return {clip(str(key)): quoted(item) for key, item in members}
+    return quoted(value)
 
 
 def _retry_shortly(detail: str, code: str) -> JSONResponse:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import hmac
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated, cast
 
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tablehouse.api.dependencies import RuntimeDep, SessionDep, is_read
@@ -16,7 +19,9 @@ from tablehouse.auth import principal
 from tablehouse.auth.models import Scope
 from tablehouse.auth.principal import Principal
 from tablehouse.auth.sessions import Client, Issuer
-from tablehouse.errors import Forbidden, NotAuthenticated
+from tablehouse.config import Settings
+from tablehouse.core.database import read_uow
+from tablehouse.errors import Forbidden, NotAuthenticated, TablehouseError
 
 # auto_error=False: a missing token gets our own 401 body, not FastAPI's.
 bearer = OAuth2PasswordBearer(
@@ -130,3 +135,36 @@ def require_scope(scope: Scope) -> Callable[..., Awaitable[Principal]]:
 ReadAccess = Annotated[Principal, Depends(require_scope(Scope.READ))]
 WriteAccess = Annotated[Principal, Depends(require_scope(Scope.WRITE))]
 QueryAccess = Annotated[Principal, Depends(require_scope(Scope.QUERY))]
+
+
+def holds_metrics_token(settings: Settings, token: str | None) -> bool:
+    """``token`` is the scraper's METRICS_TOKEN (compared in constant time)."""
+    configured = settings.metrics_token
+    return (
+        configured is not None
+        and token is not None
+        and hmac.compare_digest(token.encode(), configured.get_secret_value().encode())
+    )
+
+
+async def is_operator(runtime: Runtime, token: str | None, *, within: float) -> bool:
+    """Whether ``token`` may see how the service runs: METRICS_TOKEN, or an administrator
+    signed in with a password. Never raises, for probes that must always get their answer: a
+    bad token, or a database that cannot tell within ``within`` seconds, means no."""
+    if not token:
+        return False
+    if holds_metrics_token(runtime.settings, token):
+        return True
+    try:
+        async with asyncio.timeout(within), read_uow(runtime.read_session_factory) as session:
+            caller = await principal.authenticate(
+                session,
+                codec=runtime.tokens,
+                token=token,
+                idle_timeout=runtime.idle_timeout,
+                now=datetime.now(UTC),
+                record_use=False,
+            )
+    except (TablehouseError, SQLAlchemyError, OSError, TimeoutError):
+        return False
+    return caller.is_admin and caller.session_id is not None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -15,6 +15,7 @@ from pydantic import (
     StringConstraints,
     WithJsonSchema,
 )
+from pydantic_core import PydanticCustomError
 
 from tablehouse.auth.emails import check_email
 from tablehouse.auth.models import Role, Scope
@@ -38,6 +39,22 @@ NewPassword = Annotated[
     ),
 ]
 FullName = Annotated[Text, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+
+
+def _in_utc(value: datetime) -> datetime:
+    """An instant given with its offset, in UTC. Without an offset the time is ambiguous (the
+    client's local time? UTC?), and a guess would move an expiry by hours, so it is refused."""
+    if value.utcoffset() is None:
+        raise PydanticCustomError("timezone_aware", "must have a UTC offset, such as Z or +02:00")
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:00-05:00 is in year 10000 in UTC
+        raise PydanticCustomError(
+            "datetime_range", "must be between years 1 and 9999 in UTC"
+        ) from None
+
+
+Instant = Annotated[datetime, AfterValidator(_in_utc)]
 
 
 class RegisterRequest(BaseModel):
@@ -121,7 +138,9 @@ class ApiKeyCreate(BaseModel):
 
     name: Annotated[Text, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
     scopes: Annotated[list[Scope], Field(min_length=1)]
-    expires_at: datetime | None = None
+    expires_at: Instant | None = Field(
+        default=None, description="When the key stops working; with an offset, e.g. Z"
+    )
     datasets: list[Annotated[Text, Field(min_length=1, max_length=63)]] | None = Field(
         default=None, description="Restrict the key to these datasets; omit for all"
     )

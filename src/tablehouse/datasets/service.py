@@ -211,10 +211,12 @@ async def load(
 async def page(
     session: AsyncSession, *, caller: Principal, limit: int, offset: int
 ) -> tuple[list[tuple[Schema, int]], int]:
-    schemas, total = await repository.page(session, caller.user.id, limit=limit, offset=offset)
-    visible = [schema for schema in schemas if caller.may_use_dataset(schema.name)]
+    # The key's restriction is part of the query, so the page and its total agree.
+    schemas, total = await repository.page(
+        session, caller.user.id, limit=limit, offset=offset, only=caller.datasets
+    )
     counted = [
-        (schema, await repository.row_count(session, schema.table_name)) for schema in visible
+        (schema, await repository.row_count(session, schema.table_name)) for schema in schemas
     ]
     return counted, total
 

@@ -35,9 +35,33 @@ class AnalyticsState(BaseModel):
 
 
 class Readiness(BaseModel):
+    """Readiness with the details (versions, pools, where events are): for administrators
+    and METRICS_TOKEN."""
+
     status: Literal["ok", "unavailable"]
     database: DatabaseState
     analytics: AnalyticsState = AnalyticsState(status="disabled")
     replica: DatabaseState | None = Field(
         None, description="The read replica SQL queries run on, when DATABASE_READ_URL is set"
     )
+
+    def summary(self) -> ReadinessSummary:
+        return ReadinessSummary(
+            status=self.status,
+            database=PartStatus(status=self.database.status),
+            analytics=PartStatus(status=self.analytics.status),
+            replica=None if self.replica is None else PartStatus(status=self.replica.status),
+        )
+
+
+class PartStatus(BaseModel):
+    status: Literal["ok", "unreachable", "starting", "unavailable", "disabled"]
+
+
+class ReadinessSummary(BaseModel):
+    """Readiness for anyone: whether each part is up, nothing about what it is or where."""
+
+    status: Literal["ok", "unavailable"]
+    database: PartStatus
+    analytics: PartStatus
+    replica: PartStatus | None = Field(None, description="Present when DATABASE_READ_URL is set")

@@ -24,6 +24,7 @@ class QueryExecuted:
     rows_read: int
     bytes_read: int
     timestamp: datetime
+    api_key_id: uuid.UUID | None = None  # None: sent with a login session
 
     def record(self) -> Mapping[str, Any]:
         # Not dataclasses.asdict, which deep-copies every value: one event per query.

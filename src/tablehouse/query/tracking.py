@@ -81,5 +81,6 @@ def logged(
                     rows_read=outcome.rows_read,
                     bytes_read=outcome.bytes_read,
                     timestamp=datetime.now(UTC),
+                    api_key_id=caller.api_key_id,
                 )
             )

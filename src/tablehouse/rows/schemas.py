@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
+
+from tablehouse.core.quoting import clip
 
 OnInvalid = Literal["error", "skip"]
+# A problem quotes the body (an unknown field's name, a bad value): cut short, as in errors.
+Quoted = Annotated[str, AfterValidator(clip)]
 
 
 class RowProblem(BaseModel):
     row: int | None = Field(description="0-based row index in the body; null for the body")
-    field: str | None
-    message: str
+    field: Quoted | None
+    message: Quoted
 
 
 class IngestReport(BaseModel):

@@ -1,0 +1,232 @@
+"""How much a hostile request can grow the server: resident memory of a real server process.
+
+Each case gets a ``tablehouse serve`` process of its own on one database (SQLite by
+default, PostgreSQL with ``--backend postgresql``): once it has answered a first sign-in and
+query, its resident memory is the baseline, and the case's figure is how far the process's peak
+(``VmHWM``) rose above it. Issue 13 asks for less than 300 MB for each of:
+
+- a JSON array of rows (``--ingest-mib``, 1024 by default) POSTed as one body, streamed;
+- the answers that fetched too much: ``repeat('x', 1000000)`` on 20,000 generated rows; a
+  value multiplied past the guard (nested ``hex`` on SQLite, ``replace(repeat(...))`` on
+  PostgreSQL); ten distinct 60 KB statements (the statement cache).
+
+Run: ``uv run python bench/memory.py [--backend sqlite|postgresql] [--ingest-mib N]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+import asyncpg
+import httpx
+from sqlalchemy.engine import make_url
+
+ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+PASSWORD = "benchmark password"
+FIELDS = [
+    {"name": "id", "type": "integer", "primary_key": True},
+    {"name": "name", "type": "string"},
+    {"name": "price", "type": "float"},
+    {"name": "tags", "type": "json"},
+]
+BUDGET_MB = 300
+ROWS_PER_CHUNK = 2000
+
+WIDE_ANSWER = (
+    "with recursive r(n) as (select 1 union all select n + 1 from r where n < 20000) "
+    "select n, {repeat} from r"
+)
+AMPLIFIED = {
+    "sqlite": "select length(" + "hex(" * 8 + "zeroblob(1000000)" + ")" * 8 + ")",
+    "postgresql": "select length(replace(repeat('a', 1000000), 'a', repeat('b', 300)))",
+}
+REPEAT = {"sqlite": "hex(zeroblob(500000))", "postgresql": "repeat('x', 1000000)"}
+
+
+def _status(pid: int) -> dict[str, int]:
+    """VmRSS and VmHWM (the peak since the last reset) in KiB."""
+    figures = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name in ("VmRSS", "VmHWM"):
+            figures[name] = int(value.split()[0])
+    return figures
+
+
+@contextmanager
+def _server(database_url: str, folder: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TABLEHOUSE_")}
+    env.update(
+        DATABASE_URL=database_url,
+        DATA_DIR=str(folder),
+        LOG_LEVEL="WARNING",
+        ANALYTICS_ENABLED="false",
+        MAX_INGEST_BYTES=str(4 * 1024**3),
+        QUERY_TIMEOUT_MS="60000",
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tablehouse", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                httpx.get(f"{url}/health", timeout=1)
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        yield process, url
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def _json_array(total_bytes: int) -> AsyncIterator[bytes]:
+    """``[{...}, {...}, ...]`` of about ``total_bytes``, made as it is sent."""
+    yield b"["
+    sent, n = 1, 0
+    while sent < total_bytes:
+        rows = [
+            b'{"id": %d, "name": "product %d with a longer name", "price": %d.25, '
+            b'"tags": {"colour": "blue", "sizes": [1, 2, 3]}}' % (i, i, i % 1000)
+            for i in range(n, n + ROWS_PER_CHUNK)
+        ]
+        chunk = (b"," if n else b"") + b",".join(rows)
+        n += ROWS_PER_CHUNK
+        sent += len(chunk)
+        yield chunk
+        await asyncio.sleep(0)
+    yield b"]"
+
+
+async def _signed_in(http: httpx.AsyncClient) -> dict[str, str]:
+    """Sign in (registering and making the dataset the first time)."""
+    email = "memory@example.com"
+    await http.post("/api/v1/auth/register", json={"email": email, "password": PASSWORD})
+    token = await http.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})
+    headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
+    await http.post("/api/v1/schemas", json={"name": "items", "fields": FIELDS}, headers=headers)
+    return headers
+
+
+Case = Callable[[httpx.AsyncClient, dict[str, str]], Awaitable[str]]
+
+
+async def _measure(url: str, pid: int, case: Case) -> tuple[float, float, str]:
+    """Peak growth above the warmed-up baseline in MB, seconds, and what the server said."""
+    async with httpx.AsyncClient(base_url=url, timeout=3600) as http:
+        headers = await _signed_in(http)
+        await http.post("/api/v1/query", json={"sql": "select 1"}, headers=headers)
+        baseline = _status(pid)["VmRSS"]
+        started = time.perf_counter()
+        outcome = await case(http, headers)
+        seconds = time.perf_counter() - started
+    return max(_status(pid)["VmHWM"] - baseline, 0) / 1024, seconds, outcome
+
+
+def _cases(backend: str, ingest_mib: int) -> dict[str, Case]:
+    async def ingest(http: httpx.AsyncClient, headers: dict[str, str]) -> str:
+        response = await http.post(
+            "/api/v1/schemas/items/rows",
+            content=_json_array(ingest_mib * 1024**2),
+            headers={**headers, "Content-Type": "application/json"},
+            params={"on_conflict": "update"},
+        )
+        body = response.json()
+        return f"{response.status_code} {body.get('inserted', body.get('code'))} rows"
+
+    def query(sql: str) -> Case:
+        async def run(http: httpx.AsyncClient, headers: dict[str, str]) -> str:
+            response = await http.post("/api/v1/query", json={"sql": sql}, headers=headers)
+            body = response.json()
+            shown = body.get("code") or f"{body['row_count']} rows, truncated={body['truncated']}"
+            return f"{response.status_code} {shown}"
+
+        return run
+
+    async def statements(http: httpx.AsyncClient, headers: dict[str, str]) -> str:
+        answers = set()
+        for n in range(10):
+            listed = ", ".join(str(n * 100_000 + i) for i in range(8000))
+            sql = f"select count(*) from items where id in ({listed}"[:60_000].rsplit(",", 1)[0]
+            response = await http.post("/api/v1/query", json={"sql": sql + ")"}, headers=headers)
+            answers.add(f"{response.status_code} {response.json().get('code', '')}".strip())
+        return ", ".join(sorted(answers))
+
+    return {
+        f"JSON array ingest, {ingest_mib} MiB": ingest,
+        "wide answer (20,000 rows x 1 MB)": query(WIDE_ANSWER.format(repeat=REPEAT[backend])),
+        "amplified value": query(AMPLIFIED[backend]),
+        "10 distinct 60 KB statements": statements,
+    }
+
+
+async def _admin(sql: str) -> None:
+    dsn = make_url(ADMIN_URL).set(drivername="postgresql").render_as_string(False)
+    connection = await asyncpg.connect(dsn)
+    try:
+        await connection.execute(sql)
+    finally:
+        await connection.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backend", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument("--ingest-mib", type=int, default=1024)
+    args = parser.parse_args()
+    folder = Path(tempfile.mkdtemp(prefix="tablehouse-memory-"))
+    database = f"th_bench_{uuid.uuid4().hex[:8]}"
+    if args.backend == "postgresql":
+        asyncio.run(_admin(f"CREATE DATABASE {database}"))
+        pg_url = make_url(ADMIN_URL).set(drivername="postgresql+asyncpg", database=database)
+        database_url = pg_url.render_as_string(hide_password=False)
+    else:
+        database_url = f"sqlite+aiosqlite:///{folder / 'memory.db'}"
+    env = {**os.environ, "DATABASE_URL": database_url, "DATA_DIR": str(folder)}
+    subprocess.run([sys.executable, "-m", "tablehouse", "db", "upgrade"], env=env, check=True)
+    results = []
+    try:
+        for name, case in _cases(args.backend, args.ingest_mib).items():
+            with _server(database_url, folder) as (process, url):
+                results.append((name, *asyncio.run(_measure(url, process.pid, case))))
+    finally:
+        if args.backend == "postgresql":
+            asyncio.run(_admin(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
+    today = datetime.now(UTC).date().isoformat()
+    machine = f"{platform.platform()} · {os.cpu_count()} cores"
+    print(f"{today} · {machine} · Python {platform.python_version()}")
+    print(f"backend {args.backend}, JSON ingest {args.ingest_mib} MiB, budget {BUDGET_MB} MB\n")
+    print("| case | peak RSS growth (MB) | within budget | seconds | answer |")
+    print("|---|---:|---|---:|---|")
+    for name, growth, seconds, outcome in results:
+        within = "yes" if growth < BUDGET_MB else "**no**"
+        print(f"| {name} | {growth:,.0f} | {within} | {seconds:.1f} | {outcome} |")
+
+
+if __name__ == "__main__":
+    main()
