@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
+import jsonschema_rs
 import pytest
 from fastapi import FastAPI
 
@@ -133,3 +135,192 @@ async def test_history_times_are_iso_8601_not_unix_seconds(
         "/api/v1/queries", params={"to": "2026-01-31T12:00:00Z"}, headers=headers
     )
     assert iso.status_code == 200, iso.text
+
+
+# The contract: what the OpenAPI document accepts, the server accepts, and what it refuses,
+# the server refuses (schemathesis's positive_data_acceptance and negative_data_rejection).
+
+
+def _agreement(document: dict[str, Any], schema: dict[str, Any], value: object) -> bool:
+    """Whether ``value`` fits ``schema``, its references resolved in ``document``."""
+    root = {**schema, "components": document["components"]}
+    return bool(jsonschema_rs.Draft202012Validator(root, validate_formats=True).is_valid(value))
+
+
+def _body_schema(document: dict[str, Any], path: str, method: str) -> dict[str, Any]:
+    body = document["paths"][path][method]["requestBody"]["content"]["application/json"]
+    return dict(body["schema"])
+
+
+@pytest.mark.parametrize(
+    ("path", "method", "url", "body", "accepted"),
+    [
+        # Passwords: the policy's bounds (8 to 128), where the document said 512 and no minimum.
+        ("/api/v1/auth/register", "post", None, {"password": "x" * 7}, False),
+        ("/api/v1/auth/register", "post", None, {"password": "x" * 8}, True),
+        ("/api/v1/auth/register", "post", None, {"password": "x" * 128}, True),
+        ("/api/v1/auth/register", "post", None, {"password": "x" * 129}, False),
+        # An address under .test (reserved for testing) is taken, as the document's format says.
+        ("/api/v1/auth/register", "post", None, {"email": "grace@example.test"}, True),
+        # Dataset and field names: the pattern, 63 characters, no reserved word in any case.
+        ("/api/v1/schemas", "post", None, {"name": "n" * 63}, True),
+        ("/api/v1/schemas", "post", None, {"name": "n" * 64}, False),
+        ("/api/v1/schemas", "post", None, {"name": ""}, False),
+        ("/api/v1/schemas", "post", None, {"name": "SeLeCt"}, False),
+        ("/api/v1/schemas", "post", None, {"name": "orders\n"}, False),
+        ("/api/v1/schemas", "post", None, {"name": "orders", "description": "a\x00b"}, False),
+        ("/api/v1/schemas", "post", None, {"fields": [{"name": "id", "type": "integer"}]}, False),
+        (
+            "/api/v1/schemas",
+            "post",
+            None,
+            {"fields": [{"name": "id", "type": "date", "primary_key": True, "nullable": True}]},
+            False,
+        ),
+        (
+            "/api/v1/schemas",
+            "post",
+            None,
+            {"fields": [{"name": "id", "type": "date", "primary_key": True, "default": 1}]},
+            False,
+        ),
+        # Nothing to change is refused, and the document says so.
+        ("/api/v1/schemas/{name}", "patch", "/api/v1/schemas/customers", {}, False),
+        (
+            "/api/v1/schemas/{name}",
+            "patch",
+            "/api/v1/schemas/customers",
+            {"description": None},
+            False,
+        ),
+        ("/api/v1/schemas/{name}", "patch", "/api/v1/schemas/customers", {"changes": []}, False),
+        (
+            "/api/v1/schemas/{name}",
+            "patch",
+            "/api/v1/schemas/customers",
+            {"description": "people"},
+            True,
+        ),
+        (
+            "/api/v1/schemas/{name}/rows/{key}",
+            "patch",
+            "/api/v1/schemas/customers/rows/1",
+            {},
+            False,
+        ),
+        (
+            "/api/v1/schemas/{name}/rows/{key}",
+            "patch",
+            "/api/v1/schemas/customers/rows/1",
+            {"city": "Paris"},
+            True,
+        ),
+        # A new password needs the current one.
+        ("/api/v1/users/me", "patch", None, {"password": "new password 1"}, False),
+        ("/api/v1/users/me", "patch", None, {"password": None}, True),
+    ],
+)
+async def test_the_document_and_the_server_agree_on_what_a_body_may_be(
+    client: httpx.AsyncClient,
+    ada: dict[str, str],
+    path: str,
+    method: str,
+    url: str | None,
+    body: dict[str, Any],
+    accepted: bool,
+) -> None:
+    document = (await client.get("/openapi.json")).json()
+    created = await client.post("/api/v1/schemas", json=CUSTOMERS, headers=ada)
+    assert created.status_code == 201, created.text
+    loaded = await client.post(
+        "/api/v1/schemas/customers/rows", json=[{"id": 1, "name": "Ada"}], headers=ada
+    )
+    assert loaded.status_code == 201, loaded.text
+    defaults: dict[str, dict[str, Any]] = {
+        "/api/v1/auth/register": {"email": "grace@example.com", "password": "x" * 12},
+        "/api/v1/schemas": {**CUSTOMERS, "name": "orders"},
+    }
+    body = {**defaults.get(path, {}), **body}
+
+    assert _agreement(document, _body_schema(document, path, method), body) is accepted
+    response = await client.request(method, url or path, json=body, headers=ada)
+    assert (response.status_code < 300) is accepted, response.text
+    if not accepted:
+        assert response.status_code == 422, response.text
+
+
+async def test_the_document_states_this_servers_query_limits(
+    client: httpx.AsyncClient, settings: Settings, ada: dict[str, str]
+) -> None:
+    document = (await client.get("/openapi.json")).json()
+    request = document["components"]["schemas"]["QueryRequest"]["properties"]
+    assert request["limit"]["anyOf"][0]["maximum"] == settings.query_max_rows
+    assert request["timeout_ms"]["anyOf"][0]["maximum"] == settings.query_timeout_ms
+
+    beyond = {"sql": "SELECT 1", "timeout_ms": settings.query_timeout_ms + 1}
+    response = await client.post("/api/v1/query", json=beyond, headers=ada)
+    assert_refused_at(response, ["body", "timeout_ms"], "at most")
+
+
+@pytest.mark.parametrize("order", ["", "id.sideways", ",id"])
+async def test_an_order_outside_the_documented_pattern_is_refused(
+    client: httpx.AsyncClient, ada: dict[str, str], order: str
+) -> None:
+    document = (await client.get("/openapi.json")).json()
+    operation = document["paths"]["/api/v1/schemas/{name}/rows"]["get"]
+    schema = next(p["schema"] for p in operation["parameters"] if p["name"] == "order")
+    assert not _agreement(document, schema, order)
+    assert _agreement(document, schema, "name.desc,id")
+    created = await client.post("/api/v1/schemas", json=CUSTOMERS, headers=ada)
+    assert created.status_code == 201, created.text
+
+    response = await client.get(
+        "/api/v1/schemas/customers/rows", params={"order": order}, headers=ada
+    )
+    assert_refused_at(response, ["query", "order"], "")
+
+
+@pytest.mark.parametrize(
+    ("path", "allowed"),
+    [
+        ("/api/v1/schemas", "GET, POST"),
+        ("/api/v1/schemas/customers", "GET, PATCH, DELETE"),
+        ("/api/v1/schemas/customers/rows", "GET, POST"),
+        ("/api/v1/schemas/customers/rows/1", "GET, PATCH, DELETE"),
+        ("/api/v1/auth/verify/confirm", "GET, POST"),
+    ],
+)
+async def test_a_405_lists_every_method_the_path_serves(
+    client: httpx.AsyncClient, path: str, allowed: str
+) -> None:
+    response = await client.request("PUT", path)
+    assert response.status_code == 405, response.text
+    assert response.headers["allow"] == allowed
+    assert response.json() == {"detail": "Method Not Allowed", "code": "method_not_allowed"}
+
+
+async def test_a_unique_field_added_to_a_dataset_is_unique_not_a_500(
+    client: httpx.AsyncClient, ada: dict[str, str]
+) -> None:
+    created = await client.post("/api/v1/schemas", json=CUSTOMERS, headers=ada)
+    assert created.status_code == 201, created.text
+    unique = {"name": "ref", "type": "float", "unique": True}
+    added = await client.patch(
+        "/api/v1/schemas/customers",
+        json={"changes": [{"op": "add_field", "field": unique}]},
+        headers=ada,
+    )
+    assert added.status_code == 200, added.text
+    assert added.json()["fields"][-1]["unique"] is True
+
+    rows = [{"id": 1, "name": "Ada", "ref": 1.5}, {"id": 2, "name": "Grace", "ref": 1.5}]
+    twice = await client.post("/api/v1/schemas/customers/rows", json=rows, headers=ada)
+    assert twice.status_code == 409, twice.text
+    assert twice.json()["code"] == "unique_violation"
+
+    dropped = await client.patch(
+        "/api/v1/schemas/customers",
+        json={"changes": [{"op": "drop_field", "name": "ref"}]},
+        headers=ada,
+    )
+    assert dropped.status_code == 200, dropped.text

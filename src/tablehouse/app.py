@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import structlog
 from fastapi import FastAPI
@@ -33,6 +34,7 @@ from tablehouse.core.security import jwt_signing_secret
 from tablehouse.core.tokens import TokenCodec
 from tablehouse.errors import TablehouseError
 from tablehouse.query.privileges import check_query_role, check_role_creation
+from tablehouse.query.schemas import state_limits
 from tablehouse.routes import include_routers
 
 # Net allocations between two collections of the youngest generation. At Python's 700 it ran
@@ -72,7 +74,16 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(StartupFailureMiddleware)
     install_error_handlers(app)
     include_routers(app)
+    app.openapi = lambda: _document(app, settings)  # type: ignore[method-assign]
     return app
+
+
+def _document(app: FastAPI, settings: Settings) -> dict[str, Any]:
+    """FastAPI's OpenAPI document, with the limits this server's settings set."""
+    if app.openapi_schema is None:
+        state_limits(FastAPI.openapi(app), settings)  # which keeps it in app.openapi_schema
+    assert app.openapi_schema is not None
+    return app.openapi_schema
 
 
 class _Engines:

@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, InterfaceError, InternalError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import BaseRoute, Match
 
 from tablehouse.core.quoting import clip, quoted
 from tablehouse.errors import TablehouseError
@@ -40,13 +41,34 @@ async def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    headers = exc.headers
+    if exc.status_code == 405:
+        headers = {**(headers or {}), "Allow": _allowed_methods(request)}
     return JSONResponse(
         {"detail": _bounded_detail(exc.detail), "code": _code_for_status(exc.status_code)},
         status_code=exc.status_code,
-        headers=exc.headers,
+        headers=headers,
     )
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method the request's path serves. Starlette's 405 names only the methods of the
+    first route whose path matched, and FastAPI makes one route per operation: a path with
+    GET and POST would tell a PUT that only one of them exists. Each method is tried against
+    the app's routes as routing would, so included routers are searched as well."""
+    routes: list[BaseRoute] = request.app.router.routes
+    return ", ".join(
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes
+        )
+    )
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE")
 
 
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:

@@ -11,19 +11,33 @@ from pydantic import (
     AliasChoices,
     BaseModel,
     ConfigDict,
-    EmailStr,
     Field,
     StringConstraints,
+    WithJsonSchema,
 )
 from pydantic_core import PydanticCustomError
 
+from tablehouse.auth.emails import check_email
 from tablehouse.auth.models import Role, Scope
-from tablehouse.core.passwords import MAX_PASSWORD_LENGTH
+from tablehouse.core.passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
 from tablehouse.core.text import Text
 
+Email = Annotated[
+    str, AfterValidator(check_email), WithJsonSchema({"type": "string", "format": "email"})
+]
 # Length is checked by the service (after normalisation) so the message can be precise;
 # the upper bound here only stops absurd bodies before they reach the hasher.
 Password = Annotated[str, Field(max_length=MAX_PASSWORD_LENGTH * 4)]
+# A password being set: the document states the policy's bounds, which the service checks.
+NewPassword = Annotated[
+    str,
+    Field(
+        max_length=MAX_PASSWORD_LENGTH * 4,
+        description=f"{MIN_PASSWORD_LENGTH} to {MAX_PASSWORD_LENGTH} characters, "
+        "not your email address",
+        json_schema_extra={"minLength": MIN_PASSWORD_LENGTH, "maxLength": MAX_PASSWORD_LENGTH},
+    ),
+]
 FullName = Annotated[Text, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 
 
@@ -44,13 +58,13 @@ Instant = Annotated[datetime, AfterValidator(_in_utc)]
 
 
 class RegisterRequest(BaseModel):
-    email: EmailStr
-    password: Password
+    email: Email
+    password: NewPassword
     full_name: FullName | None = None
 
 
 class LoginRequest(BaseModel):
-    email: EmailStr
+    email: Email
     password: Password
 
 
@@ -79,10 +93,20 @@ class UserRead(BaseModel):
 
 
 class UpdateMe(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # A new password needs the current one (checked by the service, stated here).
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "if": {"required": ["password"], "properties": {"password": {"type": "string"}}},
+            "then": {
+                "required": ["current_password"],
+                "properties": {"current_password": {"type": "string"}},
+            },
+        },
+    )
 
     full_name: FullName | None = None
-    password: Password | None = Field(default=None, description="The new password")
+    password: NewPassword | None = Field(default=None, description="The new password")
     current_password: Password | None = Field(
         default=None, description="Required when changing the password"
     )
@@ -141,7 +165,7 @@ class ApiKeyCreated(ApiKeyRead):
 
 
 class EmailRequest(BaseModel):
-    email: EmailStr
+    email: Email
 
 
 class TokenConfirm(BaseModel):
@@ -149,4 +173,4 @@ class TokenConfirm(BaseModel):
 
 
 class PasswordResetConfirm(TokenConfirm):
-    new_password: Password
+    new_password: NewPassword

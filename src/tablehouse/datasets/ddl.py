@@ -160,26 +160,34 @@ def apply(
         ) as batch,
     ):
         for change in changes:
-            _ALTERATIONS[type(change)](batch, change)
+            _ALTERATIONS[type(change)](batch, change, table_name)
     return statements
 
 
-def _add(batch: Any, change: Any) -> None:
-    batch.add_column(column(change.field))
+def _add(batch: Any, change: Any, table_name: str) -> None:
+    spec: FieldSpec = change.field
+    if not spec.unique or spec.primary_key:
+        batch.add_column(column(spec))
+        return
+    # Batch mode (SQLite) cannot add the unnamed constraint a unique column carries: add the
+    # column, then the constraint under the name CREATE TABLE would have given it.
+    batch.add_column(column(spec.model_copy(update={"unique": False})))
+    name = NAMING_CONVENTION["uq"] % {"table_name": table_name, "column_0_N_name": spec.name}
+    batch.create_unique_constraint(name, [quoted_name(spec.name, quote=True)])
 
 
-def _drop(batch: Any, change: Any) -> None:
+def _drop(batch: Any, change: Any, _table_name: str) -> None:
     batch.drop_column(quoted_name(change.name, quote=True))
 
 
-def _rename(batch: Any, change: Any) -> None:
+def _rename(batch: Any, change: Any, _table_name: str) -> None:
     batch.alter_column(
         quoted_name(change.name, quote=True),
         new_column_name=quoted_name(change.new_name, quote=True),
     )
 
 
-_ALTERATIONS: dict[type, Callable[[Any, Any], None]] = {
+_ALTERATIONS: dict[type, Callable[[Any, Any, str], None]] = {
     AddField: _add,
     DropField: _drop,
     RenameField: _rename,

@@ -7,12 +7,15 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
 
 from tablehouse.core.text import Text
-from tablehouse.datasets.names import check_identifier
+from tablehouse.datasets.names import check_identifier, identifier_json_schema
 
-Identifier = Annotated[str, AfterValidator(check_identifier)]
+# Checked by check_identifier (for its messages); the document states the same rule.
+Identifier = Annotated[
+    str, AfterValidator(check_identifier), WithJsonSchema(identifier_json_schema())
+]
 FieldType = Literal["string", "integer", "float", "boolean", "datetime", "date", "json", "uuid"]
 DEFAULT_TYPES: dict[str, tuple[type, ...]] = {
     "string": (str,),
@@ -20,11 +23,14 @@ DEFAULT_TYPES: dict[str, tuple[type, ...]] = {
     "float": (int, float),
     "boolean": (bool,),
 }
+JSON_TYPES = {"string": "string", "integer": "integer", "float": "number", "boolean": "boolean"}
 MAX_STRING_LENGTH = 10_485_760
 
 
 class FieldSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # The document states what _consistent and _check_default check, but for a string
+    # default longer than max_length (JSON Schema cannot compare two values).
+    model_config = ConfigDict(extra="forbid", json_schema_extra=lambda s: _field_rules(s))
 
     name: Identifier
     type: FieldType
@@ -56,6 +62,31 @@ class FieldSpec(BaseModel):
         return bool(self.nullable)
 
 
+def _field_rules(schema: dict[str, Any]) -> None:
+    def when(condition: dict[str, Any], then: dict[str, Any]) -> dict[str, Any]:
+        return {"if": {"properties": condition}, "then": {"properties": then}}
+
+    no_default = {"default": {"type": "null"}}
+    schema["allOf"] = [
+        {
+            "if": {"properties": {"primary_key": {"const": True}}, "required": ["primary_key"]},
+            "then": {"properties": {"nullable": {"not": {"const": True}}, **no_default}},
+        },
+        when({"type": {"not": {"const": "string"}}}, {"max_length": {"type": "null"}}),
+        *(
+            when({"type": {"const": name}}, {"default": {"type": [JSON_TYPES[name], "null"]}})
+            for name in DEFAULT_TYPES
+        ),
+        when({"type": {"not": {"enum": list(DEFAULT_TYPES)}}}, no_default),
+    ]
+
+
+def _not_a_key(schema: dict[str, Any]) -> None:
+    field = schema["properties"]["field"]
+    not_key = {"properties": {"primary_key": {"not": {"const": True}}}}
+    schema["properties"]["field"] = {"allOf": [field, not_key]}
+
+
 def _check_default(spec: FieldSpec) -> None:
     allowed = DEFAULT_TYPES.get(spec.type)
     if allowed is None:
@@ -77,11 +108,25 @@ class SchemaCreate(BaseModel):
 
     name: Identifier
     description: Annotated[Text | None, Field(max_length=2000)] = None
-    fields: Annotated[list[FieldSpec], Field(min_length=1)]
+    fields: Annotated[
+        list[FieldSpec],
+        Field(
+            min_length=1,
+            description="Unique names; at least one field is the primary key",
+            # Checked by the service (no_primary_key); stated here too.
+            json_schema_extra={
+                "contains": {
+                    "properties": {"primary_key": {"const": True}},
+                    "required": ["primary_key"],
+                }
+            },
+        ),
+    ]
 
 
 class AddField(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # The service refuses a new primary-key field (the table exists); the document says so.
+    model_config = ConfigDict(extra="forbid", json_schema_extra=lambda s: _not_a_key(s))
 
     op: Literal["add_field"]
     field: FieldSpec
@@ -106,7 +151,16 @@ Change = Annotated[AddField | DropField | RenameField, Field(discriminator="op")
 
 
 class SchemaUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # The document says what _not_empty checks: a description, or at least one change.
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["description"], "properties": {"description": {"type": "string"}}},
+                {"required": ["changes"], "properties": {"changes": {"minItems": 1}}},
+            ]
+        },
+    )
 
     description: Annotated[Text | None, Field(max_length=2000)] = None
     changes: Annotated[list[Change], Field(max_length=50)] = []

@@ -7,6 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from tablehouse.config import Settings
+
 # A parameter's value: JSON scalars only. Strings are converted to the type the statement
 # expects where the database says (dates, times, UUIDs, numbers).
 ParameterValue = str | int | float | bool | None
@@ -67,3 +69,14 @@ class QueryResult(BaseModel):
     row_count: int
     truncated: bool = Field(description="More rows existed than the limit (or the size limit)")
     stats: QueryStats
+
+
+def state_limits(document: dict[str, Any], settings: Settings) -> None:
+    """Put this server's QUERY_MAX_ROWS and QUERY_TIMEOUT_MS into its OpenAPI document as the
+    maximum of ``limit`` and ``timeout_ms``: the service refuses more (_check_limits)."""
+    properties = document["components"]["schemas"]["QueryRequest"]["properties"]
+    for name, maximum in (
+        ("limit", settings.query_max_rows),
+        ("timeout_ms", settings.query_timeout_ms),
+    ):
+        properties[name]["anyOf"][0]["maximum"] = maximum

@@ -13,6 +13,7 @@ from tablehouse.auth.dependencies import ReadAccess, WriteAccess
 from tablehouse.datasets import service as datasets
 from tablehouse.datasets.router import OwnerQuery
 from tablehouse.rows import reading, records
+from tablehouse.rows.ordering import ORDER_PATTERN, SELECT_PATTERN
 from tablehouse.rows.reading import DEFAULT_LIMIT, MAX_LIMIT, CountMode, ReadRequest, RowPage
 
 # Every operation names a dataset (404 when it is not yours).
@@ -27,9 +28,18 @@ KEY_HELP = (
 Key = Annotated[str, Path(description=KEY_HELP)]
 Order = Annotated[
     str | None,
-    Query(description="field.asc|field.desc, comma-separated; the primary key ends every order"),
+    Query(
+        description="field.asc|field.desc, comma-separated; the primary key ends every order",
+        json_schema_extra={"pattern": ORDER_PATTERN},
+    ),
 ]
-Select = Annotated[str | None, Query(description="Fields to return, comma-separated")]
+Select = Annotated[
+    str | None,
+    Query(
+        description="Fields to return, comma-separated",
+        json_schema_extra={"pattern": SELECT_PATTERN},
+    ),
+]
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Rows per page")]
 Cursor = Annotated[str | None, Query(description="The 'next' of the previous page")]
 Count = Annotated[CountMode | None, Query(description="Also count the matching rows (all pages)")]
@@ -84,7 +94,13 @@ async def read_row(
 async def update_row(
     name: str,
     key: Key,
-    changes: Annotated[dict[str, Any], Body(description="The fields to change and their values")],
+    changes: Annotated[
+        dict[str, Any],
+        Body(
+            description="The fields to change and their values",
+            json_schema_extra={"minProperties": 1},  # records.patch: "nothing to change"
+        ),
+    ],
     caller: WriteAccess,
     session: SessionDep,
     owner: OwnerQuery = None,
