@@ -16,8 +16,6 @@ import asyncpg
 from tablehouse.errors import BadRequest, DatabaseUnavailable, QueryRefused, TablehouseError
 from tablehouse.query.execution import Column, Deadline, Row, Statement, query_timeout, readable
 
-# Rows fetched per round trip; a JSON answer asks for the cap + 1 rows at most.
-BATCH_ROWS = 1000
 # The server's statement_timeout should fire first; this is the backstop if it cannot.
 CLIENT_GRACE_SECONDS = 0.5
 # Prepared statements kept per connection, most recently used first out last.
@@ -102,36 +100,26 @@ CONVERTERS: dict[str, Callable[[Any], Any]] = {
 
 
 class PostgresCursor:
-    """Rows fetched at once (``rows``) or read from an open portal in batches (``portal``)."""
+    """Rows read from an open portal, as many as each ``fetch`` asks for: the caller sizes
+    its batches, so a result of large rows is never fetched far past what it needs."""
 
     def __init__(
         self,
         raw: asyncpg.Connection,
         columns: list[Column],
         tables: list[str],
-        *,
-        rows: list[Row] | None = None,
-        portal: Any = None,
+        portal: Any,
+        deadline: Deadline,
     ) -> None:
         self.columns = columns
         self._raw = raw
         self._tables = tables
-        self._rows = rows
-        self._taken = 0
         self._portal = portal
+        self._deadline = deadline
 
     async def fetch(self, count: int) -> list[Row]:
-        if self._rows is not None:
-            batch = self._rows[self._taken : self._taken + count]
-            self._taken += len(batch)
-            return batch
-        batch = []
-        try:
-            while len(batch) < count:
-                batch.append(await self._portal.__anext__())
-        except StopAsyncIteration:
-            pass
-        return batch
+        wait = self._deadline.remaining() + CLIENT_GRACE_SECONDS
+        return await self._portal.fetch(count, timeout=wait)  # type: ignore[no-any-return]
 
     async def rows_read(self) -> int | None:
         return int(await self._raw.fetchval(_ROWS_READ, self._tables))
@@ -150,8 +138,9 @@ class PostgresBackend:
         *,
         max_rows: int | None = None,
     ) -> PostgresCursor:
-        """With ``max_rows`` the statement is wrapped in a LIMIT and its rows come back in one
-        round trip; without, they are read through a portal as the caller asks for them."""
+        """With ``max_rows`` the statement is wrapped in a LIMIT, so the planner knows how
+        few rows are wanted. Rows are read through a portal (a server-side cursor) as the
+        caller asks for them."""
         timeout = deadline.remaining() + CLIENT_GRACE_SECONDS
         await raw.execute(
             f"{self._begin}; SET LOCAL statement_timeout = {deadline.timeout_ms}", timeout=timeout
@@ -161,16 +150,14 @@ class PostgresBackend:
             sql = f"SELECT * FROM ({sql}) AS result LIMIT ${len(statement.parameters) + 1}"
         prepared = await _prepared(raw, memo, (sql, statement.identity), timeout)
         arguments = _arguments(prepared.get_parameters(), statement)
+        if max_rows is not None:
+            arguments.append(max_rows)
         columns = [
             Column(attribute.name, TYPE_NAMES.get(attribute.type.name, attribute.type.name))
             for attribute in prepared.get_attributes()
         ]
-        tables = list(statement.tables)
-        if max_rows is not None:
-            rows = await prepared.fetch(*arguments, max_rows, timeout=timeout)
-            return PostgresCursor(raw, columns, tables, rows=rows)
-        portal = prepared.cursor(*arguments, prefetch=BATCH_ROWS, timeout=timeout).__aiter__()
-        return PostgresCursor(raw, columns, tables, portal=portal)
+        portal = await prepared.cursor(*arguments, timeout=timeout)
+        return PostgresCursor(raw, columns, list(statement.tables), portal, deadline)
 
     async def close(self, raw: Any, memo: dict[Any, Any]) -> bool:
         if raw.is_closed():

@@ -188,11 +188,11 @@ async def answer(
             )
             outcome.measured()
             rows_read = await cursor.rows_read()
-        outcome.rows_read = len(collected.rows) if rows_read is None else rows_read
+        outcome.rows_read = collected.row_count if rows_read is None else rows_read
         outcome.bytes_read = collected.size
         return results.json_document(
             query_id=str(query_id),
-            columns=results.column_types(cursor.columns, collected.rows),
+            columns=results.column_types(cursor.columns, collected.samples),
             collected=collected,
             execution_time_ms=outcome.execution_time_ms,
             rows_read=outcome.rows_read,
