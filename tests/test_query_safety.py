@@ -381,3 +381,66 @@ async def test_stream_of_large_rows_is_fetched_in_small_batches(
 
     assert lines == 300
     assert growth < 150, f"the server grew by {growth:.0f} MiB"
+
+
+@pytest.mark.backends("sqlite")
+async def test_sqlite_statement_of_few_slow_steps_stops_at_the_deadline(
+    client: httpx.AsyncClient, ada: dict[str, str], backend: str
+) -> None:
+    """Each row costs few steps but a lot of time (functions over megabytes), so the
+    progress handler alone, every 1,000 steps, would notice the deadline seconds late."""
+    # 16 MB built per column and row (from n, so it is not computed once for all rows).
+    expensive = "length(hex(hex(hex(replace(hex(zeroblob(1000000)), '0', n % 10)))))"
+    sql = (
+        "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 1000) "
+        f"SELECT n, {', '.join([expensive] * 6)} FROM r"
+    )
+    started = time.monotonic()
+    response = await query(client, ada, sql, timeout_ms=500)
+    elapsed = time.monotonic() - started
+
+    assert response.status_code == 400, response.text
+    assert response.json()["code"] == "query_timeout"
+    assert elapsed < 0.5 + 1.0, f"stopped after {elapsed:.1f} s"
+    assert await rows_of(client, ada, "SELECT count(*) FROM customers") == [[3]]
+
+
+@pytest.mark.backends("sqlite")
+async def test_sqlite_value_built_past_the_value_limit_is_refused_with_bounded_memory(
+    client: httpx.AsyncClient, ada: dict[str, str], backend: str
+) -> None:
+    """hex() doubles its argument: nested eight times, a megabyte would become 256 MB."""
+    sql = "SELECT length(" + "hex(" * 8 + "zeroblob(1000000)" + ")" * 8 + ")"
+    with peak_growth() as growth:
+        response = await query(client, ada, sql)
+
+    assert response.status_code == 400, response.text
+    assert response.json()["code"] == "value_too_large"
+    assert "QUERY_MAX_VALUE_BYTES" in response.json()["detail"]
+    assert growth.mib < 300, f"the server grew by {growth.mib:.0f} MiB"
+
+
+@pytest.mark.backends("sqlite")
+async def test_sqlite_value_limit_applies_to_queries_only_not_to_row_reads(
+    client: httpx.AsyncClient, app: FastAPI, ada: dict[str, str], settings: Settings, backend: str
+) -> None:
+    long_name = "x" * 5000
+    stored = await client.post(
+        "/api/v1/schemas/customers/rows",
+        json=[{"id": 4, "name": long_name, "city": "Paris"}],
+        headers=ada,
+    )
+    assert stored.status_code == 201, stored.text
+    app.state.runtime = dataclasses.replace(
+        runtime_of(app), settings=settings.model_copy(update={"query_max_value_bytes": 1024})
+    )
+
+    refused = await query(client, ada, "SELECT name FROM customers WHERE id = 4")
+    small = await rows_of(client, ada, "SELECT name FROM customers WHERE id = 1")
+    read = await client.get("/api/v1/schemas/customers/rows/4", headers=ada)
+
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["code"] == "value_too_large"
+    assert small == [["Ada"]]
+    assert read.status_code == 200, read.text
+    assert long_name in read.text

@@ -64,7 +64,8 @@ def target_for(
     if engine.dialect.name == "postgresql":
         backend, dialect = PostgresBackend(settings.query_database_role), "postgresql"
     else:
-        backend, dialect = SqliteBackend(), "sqlite"
+        backend = SqliteBackend(max_value_bytes=settings.query_max_value_bytes)
+        dialect = "sqlite"
     return QueryTarget(
         engine=engine,
         backend=backend,
