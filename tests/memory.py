@@ -1,4 +1,4 @@
-"""Resident memory of this process or a server's, for tests that must show a request did not take gigabytes.
+"""Resident memory of this process or a server's: tests show a request took no gigabytes.
 
 The app runs in the test process (httpx's ASGI transport), so its peak resident set is the
 server's. Linux keeps the peak (VmHWM) since it was last reset; writing 5 to clear_refs

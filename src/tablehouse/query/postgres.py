@@ -183,9 +183,9 @@ class PostgresBackend:
         if isinstance(error, asyncpg.DataError) and str(error).startswith("invalid input for"):
             # Raised by asyncpg itself, before sending: a parameter of the wrong kind.
             return BadRequest(readable(str(error), statement), code="invalid_parameter")
-        if isinstance(error, asyncpg.PostgresError) and _is_users_mistake(error):
-            return BadRequest(readable(str(error), statement), code="query_failed")
-        return None
+        if isinstance(error, asyncpg.PostgresError):
+            return _statement_error(error, statement)
+        return _answer_error(error)
 
 
 def _connection_lost(error: BaseException) -> bool:
@@ -196,11 +196,42 @@ def _connection_lost(error: BaseException) -> bool:
     return sqlstate.startswith("08") or sqlstate in {"57P01", "57P02", "57P03"}
 
 
-def _is_users_mistake(error: asyncpg.PostgresError) -> bool:
-    """SQLSTATE classes a statement's author causes: data exceptions (22), integrity (23),
-    syntax or access rules (42), and a few in others (e.g. cardinality 21)."""
+# SQLSTATE classes a statement's author causes: data exceptions (22: division by zero, a
+# character the encoding lacks, ...), integrity (23), syntax or access rules (42), and a
+# few in others (e.g. cardinality 21).
+_USERS_MISTAKES = frozenset({"21", "22", "23", "2F", "38", "39", "42", "0A", "P0"})
+# Limits the statement ran into: program limits (54: too many columns, an expression too
+# deep, an array of more than 6 dimensions, a NUL character), out of memory (53200) or
+# temp_file_limit (53400) while running it, a value past PostgreSQL's 1 GB.
+_LIMITS = frozenset({"54", "53200", "53400"})
+_TOO_BIG = "invalid memory alloc request size"
+
+
+def _statement_error(error: asyncpg.PostgresError, statement: Statement) -> TablehouseError | None:
     sqlstate = str(getattr(error, "sqlstate", "") or "")
-    return sqlstate[:2] in {"21", "22", "23", "2F", "38", "39", "42", "0A", "P0"}
+    message = readable(str(error), statement)
+    if sqlstate[:2] in _USERS_MISTAKES:
+        return BadRequest(message, code="query_failed")
+    if sqlstate[:2] in _LIMITS or sqlstate in _LIMITS or message.startswith(_TOO_BIG):
+        return BadRequest(
+            f"the query went past a limit of the database: {message}",
+            code="database_limit_exceeded",
+        )
+    return None
+
+
+def _answer_error(error: BaseException) -> TablehouseError | None:
+    """Errors turning the database's answer into Python values (asyncpg's JSON decoder)."""
+    if isinstance(error, RecursionError):
+        return BadRequest(
+            "a JSON value in the answer is nested too deeply to be read", code="value_too_deep"
+        )
+    if isinstance(error, ValueError) and "integer string conversion" in str(error):
+        return BadRequest(
+            "a JSON value in the answer holds an integer of more than 4,300 digits",
+            code="value_too_large",
+        )
+    return None
 
 
 async def _prepared(raw: Any, memo: dict[Any, Any], key: tuple[str, Any], wait: float) -> Any:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import csv
 import datetime as dt
 import decimal
@@ -11,8 +10,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
+from tablehouse.query.encoding import csv_value, encode
 from tablehouse.query.execution import Column, Cursor, Row
 
 # Rows are fetched in batches that start small and grow while the rows stay small, so a
@@ -23,24 +21,6 @@ MAX_BATCH_ROWS = 1000
 BATCH_GROWTH = 4
 # A CSV or NDJSON stream sends chunks of about this many bytes.
 STREAM_CHUNK_BYTES = 1024**2
-
-
-def _default(value: Any) -> Any:
-    """Values orjson does not know: exact decimals become JSON numbers, durations seconds,
-    bytes base64, anything else its text."""
-    if isinstance(value, decimal.Decimal):
-        if value.is_finite() and value == value.to_integral_value():
-            return int(value)
-        return float(value)
-    if isinstance(value, dt.timedelta):
-        return value.total_seconds()
-    if isinstance(value, bytes | bytearray | memoryview):
-        return base64.b64encode(bytes(value)).decode()
-    return str(value)
-
-
-def encode(value: Any) -> bytes:
-    return orjson.dumps(value, default=_default)
 
 
 _PYTHON_TYPES: dict[type, str] = {
@@ -152,20 +132,6 @@ def json_document(
     return b"".join([head, b',"rows":[', b",".join(collected.encoded), b"],", tail])
 
 
-def _csv_value(value: Any) -> Any:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str | int | float):
-        return value
-    if isinstance(value, dt.date | dt.time):
-        return value.isoformat()
-    if isinstance(value, dict | list):
-        return encode(value).decode()
-    return str(_default(value))
-
-
 @dataclass(slots=True)
 class Sent:
     """What a stream has sent so far, for the query log."""
@@ -180,7 +146,7 @@ async def csv_stream(cursor: Cursor, *, max_rows: int, sent: Sent) -> AsyncItera
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow([column.name for column in cursor.columns])
     async for batch in _batches(cursor, max_rows, sent):
-        writer.writerows([_csv_value(value) for value in row] for row in batch)
+        writer.writerows([csv_value(value) for value in row] for row in batch)
         chunk = buffer.getvalue().encode()
         buffer.seek(0)
         buffer.truncate()

@@ -120,7 +120,8 @@ class SqliteBackend:
         await raw.set_progress_handler(lambda: 1 if deadline.passed() else 0, PROGRESS_STEPS)
         connection = _sqlite3_connection(raw)
         memo[_TIMER] = asyncio.get_running_loop().call_later(
-            deadline.remaining(), connection.interrupt  # thread-safe, as it must be
+            deadline.remaining(),
+            connection.interrupt,  # thread-safe, as it must be
         )
         memo[_LENGTH_LIMIT] = await _on_connection_thread(
             raw, connection.setlimit, sqlite3.SQLITE_LIMIT_LENGTH, self._max_value_bytes
