@@ -390,7 +390,7 @@ async def test_sqlite_statement_of_few_slow_steps_stops_at_the_deadline(
     """Each row costs few steps but a lot of time (functions over megabytes), so the
     progress handler alone, every 1,000 steps, would notice the deadline seconds late."""
     # 16 MB built per column and row (from n, so it is not computed once for all rows).
-    expensive = "length(hex(hex(hex(replace(hex(zeroblob(1000000)), '0', n % 10)))))"
+    expensive = "length(hex(hex(hex(hex(zeroblob(1000000)) || n))))"
     sql = (
         "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 1000) "
         f"SELECT n, {', '.join([expensive] * 6)} FROM r"
@@ -444,3 +444,17 @@ async def test_sqlite_value_limit_applies_to_queries_only_not_to_row_reads(
     assert small == [["Ada"]]
     assert read.status_code == 200, read.text
     assert long_name in read.text
+
+
+async def test_functions_that_multiply_sizes_cannot_be_composed_past_the_limit(
+    client: httpx.AsyncClient, ada: dict[str, str]
+) -> None:
+    """replace() of a megabyte with a 300-character replacement would build 300 MB in the
+    database; the guard refuses it before it runs."""
+    response = await query(
+        client, ada, "SELECT length(replace(repeat('a', 1000000), 'a', repeat('b', 300)))"
+    )
+
+    assert response.status_code == 400, response.text
+    assert response.json()["code"] == "argument_too_large"
+    assert "could build 300000000" in response.json()["detail"]
