@@ -101,7 +101,8 @@ class SqliteBackend:
         memo[_BEGAN] = not raw.in_transaction
         if memo[_BEGAN]:
             await raw.execute("BEGIN")
-        await self._limit(raw, deadline, memo)
+        await self._interrupt_and_limit(raw, deadline, memo)
+        await raw.set_progress_handler(lambda: 1 if deadline.passed() else 0, PROGRESS_STEPS)
         await raw.set_authorizer(authorizer(frozenset(statement.tables), self._functions))
         try:
             cursor = await raw.execute(statement.sql, dict(statement.values))
@@ -112,12 +113,13 @@ class SqliteBackend:
         columns = [Column(description[0], None) for description in cursor.description or ()]
         return SqliteCursor(cursor, columns)
 
-    async def _limit(self, raw: Any, deadline: Deadline, memo: dict[Any, Any]) -> None:
+    async def _interrupt_and_limit(
+        self, raw: Any, deadline: Deadline, memo: dict[Any, Any]
+    ) -> None:
         """Time: the progress handler runs every PROGRESS_STEPS steps, but a few steps can
         take seconds (a function over megabytes), so a timer interrupts the statement at the
         deadline as well; SQLite notices it at the next row. Size: SQLite's length limit
         stops any string or blob, built or read, from passing ``max_value_bytes``."""
-        await raw.set_progress_handler(lambda: 1 if deadline.passed() else 0, PROGRESS_STEPS)
         connection = _sqlite3_connection(raw)
         memo[_TIMER] = asyncio.get_running_loop().call_later(
             deadline.remaining(),
