@@ -386,3 +386,95 @@ async def test_dataset_made_anew_under_the_same_name_is_queried(
 
     assert gone.status_code == 404
     assert await rows_of(client, ada, sql) == [[0]]
+
+
+PROGRAM_LIMITS = [
+    ("SELECT chr(0)", "null character not permitted"),
+    ("SELECT chr(55296)", "not valid for encoding"),
+    ("SELECT '{{{{{{{1}}}}}}}'::int[]", "number of array dimensions (7)"),
+    ("SELECT array[[[[[[[1]]]]]]]", "number of array dimensions (7)"),
+    ("SELECT " + ", ".join(f"{n} AS c{n}" for n in range(2000)), "at most 1664 entries"),
+    ("SELECT " + " + ".join(["1"] * 5000), "stack depth limit exceeded"),
+]
+
+
+@pytest.mark.backends("postgresql")
+@pytest.mark.parametrize(("sql", "says"), PROGRAM_LIMITS, ids=[says for _, says in PROGRAM_LIMITS])
+async def test_postgresql_program_limit_is_a_400_saying_which(
+    client: httpx.AsyncClient, ada: dict[str, str], backend: str, sql: str, says: str
+) -> None:
+    for accept in ("application/json", "text/csv", "application/x-ndjson"):
+        response = await client.post(QUERY, json={"sql": sql}, headers={**ada, "Accept": accept})
+
+        assert response.status_code == 400, response.text
+        assert response.json()["code"] == "database_limit_exceeded"
+        assert says in response.json()["detail"]
+
+
+@pytest.mark.backends("sqlite")
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT " + ", ".join(f"{n} AS c{n}" for n in range(2001)),
+        "SELECT " + " + ".join(["1"] * 5000),
+        "SELECT char(55296)",
+    ],
+    ids=["2001 columns", "5000 terms", "a lone surrogate"],
+)
+async def test_sqlite_limits_are_a_400(
+    client: httpx.AsyncClient, ada: dict[str, str], backend: str, sql: str
+) -> None:
+    response = await query(client, ada, sql)
+
+    assert response.status_code == 400, response.text
+    assert response.json()["code"] == "query_failed"
+
+
+BIG = 1180591620717411303424  # 2 ** 70
+HUGE_IN_JSON = 123456789012345678901234567890
+
+
+@pytest.mark.backends("postgresql")
+async def test_numbers_past_64_bits_come_back_exactly_in_every_format(
+    client: httpx.AsyncClient, ada: dict[str, str], backend: str
+) -> None:
+    sql = (
+        "SELECT 2::numeric ^ 70 AS big, -(2::numeric ^ 70) AS negative, "
+        f"'{{\"n\": {HUGE_IN_JSON}}}'::jsonb AS doc, 1e400::numeric AS vast"
+    )
+
+    answer = await query(client, ada, sql)
+    ndjson = await client.post(
+        QUERY, json={"sql": sql}, headers={**ada, "Accept": "application/x-ndjson"}
+    )
+    csv_text = await client.post(QUERY, json={"sql": sql}, headers={**ada, "Accept": "text/csv"})
+
+    assert answer.status_code == 200, answer.text
+    # Python's json keeps integers of any size, so the exact digits show.
+    assert answer.json()["rows"] == [[BIG, -BIG, {"n": HUGE_IN_JSON}, 10**400]]
+    assert ndjson.json() == {
+        "big": BIG,
+        "negative": -BIG,
+        "doc": {"n": HUGE_IN_JSON},
+        "vast": 10**400,
+    }
+    assert list(csv.reader(io.StringIO(csv_text.text)))[1] == [
+        str(BIG),
+        str(-BIG),
+        f'{{"n":{HUGE_IN_JSON}}}',
+        "1" + "0" * 400,
+    ]
+
+
+@pytest.mark.backends("postgresql")
+async def test_deeply_nested_json_values_are_answered_or_refused_with_a_400(
+    client: httpx.AsyncClient, ada: dict[str, str], backend: str
+) -> None:
+    """300 levels is deeper than orjson writes; 3,000 deeper than Python reads."""
+    deep = await query(client, ada, "SELECT (repeat('[', 300) || repeat(']', 300))::jsonb AS v")
+    deeper = await query(client, ada, "SELECT (repeat('[', 3000) || repeat(']', 3000))::jsonb")
+
+    assert deep.status_code == 200, deep.text
+    assert '"rows":[[' + "[" * 300 + "]" * 300 + "]]" in deep.text
+    assert deeper.status_code == 400, deeper.text
+    assert deeper.json()["code"] == "value_too_deep"

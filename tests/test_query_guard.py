@@ -988,3 +988,56 @@ def test_nested_repeat_multiplies_its_size(dialect: Backend) -> None:
     assert error.code == "argument_too_large"
     assert error.message.endswith("this one could build 1001000")
     assert (error.line, error.column) == (1, 21)
+
+
+# -- functions that multiply sizes -----------------------------------------------------------
+
+MULTIPLIED_PAST_THE_LIMIT = [
+    ("replace(repeat('a', 1000000), 'a', repeat('b', 300))", "could build 300000000"),
+    ("repeat('x', 1000000) || repeat('x', 1000000)", "could build 2000000"),
+    ("concat(lpad(b, 600000), rpad(b, 600000))", "could build 1200000"),
+    ("repeat('abc', 1000000)", "could build 3000000"),
+    ("regexp_replace(repeat('a', 1000000), 'a', 'bb', 'g')", "could build 3000003"),
+    ("string_agg(repeat('x', 1000000), '')", "once per row"),
+    ("string_agg(b, repeat(',', 5000))", "once per row"),
+    ("json_agg(lpad(b, 2000))", "once per row"),
+    ("replace(b, 'a', repeat(c, 1000))", "applied to each other's results"),
+    ("replace(replace(b, 'a', c), 'a', c)", "applied to each other's results"),
+    ("string_agg(replace(b, 'a', 'bb'), ',')", "applied to each other's results"),
+    (", ".join(["repeat('x', 1000000)"] * 17), "statement together"),
+]
+
+
+@pytest.mark.parametrize(
+    ("expression", "says"), MULTIPLIED_PAST_THE_LIMIT, ids=[e for e, _ in MULTIPLIED_PAST_THE_LIMIT]
+)
+def test_multipliers_composed_past_the_limit_are_refused(expression: str, says: str) -> None:
+    error = refused(f"SELECT {expression} FROM t", "postgresql")
+    assert error.code == "argument_too_large"
+    assert says in error.message
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "replace(b, 'a', 'bb')",
+        "replace(replace(b, 'a', 'bb'), 'c', 'dd')",  # literal factors: 4 in all
+        "replace(b, '{name}', c)",
+        "regexp_replace(b, '\\s+', ' ', 'g')",
+        "string_agg(b, ', ' ORDER BY b)",
+        "string_agg(upper(b) || ': ' || lpad(c, 20), ', ')",
+        "array_agg(b)",
+        "repeat('-', 80) || b",
+        "lpad(b, 10) || rpad(c, 10)",
+        ", ".join(["repeat('x', 1000000)"] * 16),
+    ],
+)
+def test_multipliers_within_the_limit_pass(expression: str) -> None:
+    assert analyse(f"SELECT {expression} FROM t", "postgresql").tables == {"t"}
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_group_concat_of_a_large_piece_is_refused_on_both(dialect: Backend) -> None:
+    error = refused("SELECT group_concat(lpad(b, 5000)) FROM t", dialect)
+    assert error.code == "argument_too_large"
+    assert "once per row" in error.message

@@ -7,6 +7,7 @@ import dataclasses
 import time
 import tracemalloc
 import uuid
+from pathlib import Path
 
 import httpx
 import pytest
@@ -19,7 +20,9 @@ from tablehouse.core.database import pool_figures
 from tablehouse.core.events import CollectingEventSink
 from tablehouse.query.events import QueryExecuted
 from tests.accounts import bearer, signed_up
-from tests.query_helpers import numbers, query, rows_of, shop
+from tests.memory import peak_growth, peak_resident_mib, resident_mib
+from tests.processes import running_server
+from tests.query_helpers import QUERY, numbers, query, rows_of, shop
 
 
 @pytest.fixture
@@ -315,3 +318,143 @@ async def test_concurrent_queries_do_not_starve_a_small_pool(settings: Settings)
         )
 
     assert [answer.status_code for answer in answers] == [200] * 12
+
+
+# About a megabyte of text in one value, built by the database.
+MEGABYTE_VALUE = {
+    "postgresql": "repeat('x', 1000000)",
+    "sqlite": "hex(zeroblob(500000))",
+}
+
+
+def many_megabyte_rows(backend: str, count: int = 20000) -> str:
+    return (
+        f"WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < {count}) "
+        f"SELECT n, {MEGABYTE_VALUE[backend]} AS filler FROM r"
+    )
+
+
+async def test_large_rows_stop_at_the_byte_cap_without_fetching_the_rest(
+    client: httpx.AsyncClient, ada: dict[str, str], settings: Settings, backend: str
+) -> None:
+    """20,000 rows of a megabyte: the fetch stops at QUERY_MAX_RESULT_BYTES (32 MiB), so
+    the answer is a truncated one, and the server holds about the cap, not gigabytes."""
+    with peak_growth() as growth:
+        response = await query(client, ada, many_megabyte_rows(backend))
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["truncated"] is True
+    assert 0 < body["row_count"] <= settings.query_max_result_bytes // 1_000_000
+    assert body["stats"]["bytes_read"] <= settings.query_max_result_bytes
+    assert growth.mib < 250, f"the server grew by {growth.mib:.0f} MiB"
+
+
+@pytest.mark.slow
+async def test_stream_of_large_rows_is_fetched_in_small_batches(
+    settings: Settings, backend: str, tmp_path: Path
+) -> None:
+    """A stream fetches a few large rows at a time, not hundreds. Measured on a real server
+    process: in-process, the test client's transport would hold the whole stream."""
+    env = {
+        "DATABASE_URL": settings.database_url,
+        "DATA_DIR": str(tmp_path),
+        "ANALYTICS_ENABLED": "false",
+        "PASSWORD_HASH_TIME_COST": "1",
+        "PASSWORD_HASH_MEMORY_KIB": "1024",
+    }
+    with running_server(env, tmp_path / "server.log") as server:
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
+            headers = bearer((await signed_up(client, "ada@example.com"))["access_token"])
+            before = resident_mib(server.process.pid)
+            lines = 0
+            async with client.stream(
+                "POST",
+                QUERY,
+                json={"sql": many_megabyte_rows(backend), "limit": 300},
+                headers={**headers, "Accept": "application/x-ndjson"},
+            ) as response:
+                assert response.status_code == 200
+                async for _ in response.aiter_lines():
+                    lines += 1
+            growth = peak_resident_mib(server.process.pid) - before
+
+    assert lines == 300
+    assert growth < 150, f"the server grew by {growth:.0f} MiB"
+
+
+@pytest.mark.backends("sqlite")
+async def test_sqlite_statement_of_few_slow_steps_stops_at_the_deadline(
+    client: httpx.AsyncClient, ada: dict[str, str], backend: str
+) -> None:
+    """Each row costs few steps but a lot of time (functions over megabytes), so the
+    progress handler alone, every 1,000 steps, would notice the deadline seconds late."""
+    # 16 MB built per column and row (from n, so it is not computed once for all rows).
+    expensive = "length(hex(hex(hex(hex(zeroblob(1000000)) || n))))"
+    sql = (
+        "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 1000) "
+        f"SELECT n, {', '.join([expensive] * 6)} FROM r"
+    )
+    started = time.monotonic()
+    response = await query(client, ada, sql, timeout_ms=500)
+    elapsed = time.monotonic() - started
+
+    assert response.status_code == 400, response.text
+    assert response.json()["code"] == "query_timeout"
+    assert elapsed < 0.5 + 1.0, f"stopped after {elapsed:.1f} s"
+    assert await rows_of(client, ada, "SELECT count(*) FROM customers") == [[3]]
+
+
+@pytest.mark.backends("sqlite")
+async def test_sqlite_value_built_past_the_value_limit_is_refused_with_bounded_memory(
+    client: httpx.AsyncClient, ada: dict[str, str], backend: str
+) -> None:
+    """hex() doubles its argument: nested eight times, a megabyte would become 256 MB."""
+    sql = "SELECT length(" + "hex(" * 8 + "zeroblob(1000000)" + ")" * 8 + ")"
+    with peak_growth() as growth:
+        response = await query(client, ada, sql)
+
+    assert response.status_code == 400, response.text
+    assert response.json()["code"] == "value_too_large"
+    assert "QUERY_MAX_VALUE_BYTES" in response.json()["detail"]
+    assert growth.mib < 300, f"the server grew by {growth.mib:.0f} MiB"
+
+
+@pytest.mark.backends("sqlite")
+async def test_sqlite_value_limit_applies_to_queries_only_not_to_row_reads(
+    client: httpx.AsyncClient, app: FastAPI, ada: dict[str, str], settings: Settings, backend: str
+) -> None:
+    long_name = "x" * 5000
+    stored = await client.post(
+        "/api/v1/schemas/customers/rows",
+        json=[{"id": 4, "name": long_name, "city": "Paris"}],
+        headers=ada,
+    )
+    assert stored.status_code == 201, stored.text
+    app.state.runtime = dataclasses.replace(
+        runtime_of(app), settings=settings.model_copy(update={"query_max_value_bytes": 1024})
+    )
+
+    refused = await query(client, ada, "SELECT name FROM customers WHERE id = 4")
+    small = await rows_of(client, ada, "SELECT name FROM customers WHERE id = 1")
+    read = await client.get("/api/v1/schemas/customers/rows/4", headers=ada)
+
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["code"] == "value_too_large"
+    assert small == [["Ada"]]
+    assert read.status_code == 200, read.text
+    assert long_name in read.text
+
+
+async def test_functions_that_multiply_sizes_cannot_be_composed_past_the_limit(
+    client: httpx.AsyncClient, ada: dict[str, str]
+) -> None:
+    """replace() of a megabyte with a 300-character replacement would build 300 MB in the
+    database; the guard refuses it before it runs."""
+    response = await query(
+        client, ada, "SELECT length(replace(repeat('a', 1000000), 'a', repeat('b', 300)))"
+    )
+
+    assert response.status_code == 400, response.text
+    assert response.json()["code"] == "argument_too_large"
+    assert "could build 300000000" in response.json()["detail"]

@@ -84,6 +84,9 @@ class Settings(BaseSettings):
     query_timeout_ms: Annotated[int, _env("QUERY_TIMEOUT_MS", ge=1, le=3_600_000)] = 5000
     query_max_rows: Annotated[int, _env("QUERY_MAX_ROWS", ge=1, le=10_000_000)] = 10_000
     query_max_result_bytes: Annotated[int, _env("QUERY_MAX_RESULT_BYTES", ge=1024)] = 32 * 1024**2
+    query_max_value_bytes: Annotated[
+        int, _env("QUERY_MAX_VALUE_BYTES", ge=1024, le=1_000_000_000)
+    ] = 32 * 1024**2
     query_max_concurrent_per_user: Annotated[
         int, _env("QUERY_MAX_CONCURRENT_PER_USER", ge=1, le=10_000)
     ] = 4

@@ -9,11 +9,11 @@ from sqlglot import exp
 from sqlglot.errors import UnsupportedError
 
 from tablehouse.errors import QueryRefused
-from tablehouse.query import functions
+from tablehouse.query import functions, sizes
 from tablehouse.query.parsing import DIALECTS, Backend, generate, refused_at, start_of
 
 # The most characters or bytes one call of repeat/lpad/rpad/randomblob/zeroblob may build.
-MAX_GENERATED_SIZE = 1_000_000
+MAX_GENERATED_SIZE = sizes.MAX_GENERATED_SIZE
 
 FUNCTIONS_HINT = "see the list of allowed functions in docs/api.md"
 
@@ -128,6 +128,7 @@ class StatementChecks:
             raise self.not_read_only(tree)
         for node in tree.walk():
             self.check_node(node)
+        self.check_sizes(tree)
         return tree
 
     def check_node(self, node: exp.Expr) -> None:
@@ -195,27 +196,43 @@ class StatementChecks:
             self.check_generated_size(call)
 
     def check_generated_size(self, call: exp.Func) -> None:
-        """Bounds what one call builds, counting repeat() calls around it: repeat(repeat(...))."""
         name = self.function_name(call)
-        size = _whole_number(functions.size_argument(call))
-        if size is None:
+        if sizes.generated_size(call) is None:
             raise self.refuse(
                 f"the size given to {name}() must be a whole-number literal no larger than "
                 f"{MAX_GENERATED_SIZE}",
                 "argument_too_large",
                 call,
             )
-        total = size
-        for outer in _ancestors(call):
-            if isinstance(outer, exp.Repeat):
-                total *= _whole_number(functions.size_argument(outer)) or MAX_GENERATED_SIZE + 1
-        if total > MAX_GENERATED_SIZE:
-            raise self.refuse(
-                f"{name}() may build at most {MAX_GENERATED_SIZE} characters or bytes; "
-                f"this one could build {total}",
-                "argument_too_large",
-                call,
+
+    def check_sizes(self, tree: exp.Expr) -> None:
+        """What the statement builds stays bounded however its calls are composed."""
+        problem = sizes.find_oversize(tree)
+        if problem is None:
+            return
+        node = problem.node
+        if problem.built is not None:
+            what = "this expression"
+            if isinstance(node, exp.Func) and sizes.generated_size(node) is not None:
+                what = f"{self.function_name(node)}()"
+            if problem.limit == sizes.MAX_STATEMENT_GENERATED:
+                what = "the sized calls of a statement together"
+            message = (
+                f"{what} may build at most {problem.limit} characters or bytes; "
+                f"this one could build {problem.built}"
             )
+        elif problem.limit == sizes.MAX_REPEATED_PIECE:
+            message = (
+                "this is repeated once per row or per match (by string_agg, array_agg, "
+                "json_agg, ... or a replacement that is not a literal), so it may build at "
+                f"most {problem.limit} characters or bytes"
+            )
+        else:
+            message = (
+                "functions that multiply sizes (repeat, replace, regexp_replace, string_agg, "
+                "array_agg, json_agg, ...) may not be applied to each other's results here"
+            )
+        raise self.refuse(message, "argument_too_large", node)
 
     def check_type(self, node: exp.DataType) -> None:
         if isinstance(node, exp.ObjectIdentifier):
@@ -335,21 +352,6 @@ def _misplaced_statement(node: exp.Expr) -> bool:
         return True
     # SQLite reads "FROM (t JOIN u ON ...)" as a subquery of a table.
     return isinstance(node.parent, exp.Subquery) and not isinstance(node, exp.Table)
-
-
-def _ancestors(node: exp.Expr) -> list[exp.Expr]:
-    found = []
-    parent = node.parent
-    while parent is not None:
-        found.append(parent)
-        parent = parent.parent
-    return found
-
-
-def _whole_number(node: exp.Expr | None) -> int | None:
-    if isinstance(node, exp.Literal) and not node.is_string and node.name.isdigit():
-        return int(node.name)
-    return None
 
 
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")

@@ -18,8 +18,6 @@ from tablehouse.core import query_roles
 from tablehouse.errors import BadRequest, DatabaseUnavailable, QueryRefused, TablehouseError
 from tablehouse.query.execution import Column, Deadline, Row, Statement, query_timeout, readable
 
-# Rows fetched per round trip; a JSON answer asks for the cap + 1 rows at most.
-BATCH_ROWS = 1000
 # The server's statement_timeout should fire first; this is the backstop if it cannot.
 CLIENT_GRACE_SECONDS = 0.5
 # Prepared statements kept per connection, most recently used first out last.
@@ -104,36 +102,26 @@ CONVERTERS: dict[str, Callable[[Any], Any]] = {
 
 
 class PostgresCursor:
-    """Rows fetched at once (``rows``) or read from an open portal in batches (``portal``)."""
+    """Rows read from an open portal, as many as each ``fetch`` asks for: the caller sizes
+    its batches, so a result of large rows is never fetched far past what it needs."""
 
     def __init__(
         self,
         raw: asyncpg.Connection,
         columns: list[Column],
         tables: list[str],
-        *,
-        rows: list[Row] | None = None,
-        portal: Any = None,
+        portal: Any,
+        deadline: Deadline,
     ) -> None:
         self.columns = columns
         self._raw = raw
         self._tables = tables
-        self._rows = rows
-        self._taken = 0
         self._portal = portal
+        self._deadline = deadline
 
     async def fetch(self, count: int) -> list[Row]:
-        if self._rows is not None:
-            batch = self._rows[self._taken : self._taken + count]
-            self._taken += len(batch)
-            return batch
-        batch = []
-        try:
-            while len(batch) < count:
-                batch.append(await self._portal.__anext__())
-        except StopAsyncIteration:
-            pass
-        return batch
+        wait = self._deadline.remaining() + CLIENT_GRACE_SECONDS
+        return await self._portal.fetch(count, timeout=wait)  # type: ignore[no-any-return]
 
     async def rows_read(self) -> int | None:
         return int(await self._raw.fetchval(_ROWS_READ, self._tables))
@@ -158,8 +146,9 @@ class PostgresBackend:
         *,
         max_rows: int | None = None,
     ) -> PostgresCursor:
-        """With ``max_rows`` the statement is wrapped in a LIMIT and its rows come back in one
-        round trip; without, they are read through a portal as the caller asks for them."""
+        """With ``max_rows`` the statement is wrapped in a LIMIT, so the planner knows how
+        few rows are wanted. Rows are read through a portal (a server-side cursor) as the
+        caller asks for them."""
         timeout = deadline.remaining() + CLIENT_GRACE_SECONDS
         await self._begin(raw, statement, deadline)
         sql = statement.sql
@@ -167,16 +156,14 @@ class PostgresBackend:
             sql = f"SELECT * FROM ({sql}) AS result LIMIT ${len(statement.parameters) + 1}"
         prepared = await _prepared(raw, memo, (sql, statement.identity), timeout)
         arguments = _arguments(prepared.get_parameters(), statement)
+        if max_rows is not None:
+            arguments.append(max_rows)
         columns = [
             Column(attribute.name, TYPE_NAMES.get(attribute.type.name, attribute.type.name))
             for attribute in prepared.get_attributes()
         ]
-        tables = list(statement.tables)
-        if max_rows is not None:
-            rows = await prepared.fetch(*arguments, max_rows, timeout=timeout)
-            return PostgresCursor(raw, columns, tables, rows=rows)
-        portal = prepared.cursor(*arguments, prefetch=BATCH_ROWS, timeout=timeout).__aiter__()
-        return PostgresCursor(raw, columns, tables, portal=portal)
+        portal = await prepared.cursor(*arguments, timeout=timeout)
+        return PostgresCursor(raw, columns, list(statement.tables), portal, deadline)
 
     async def _begin(self, raw: Any, statement: Statement, deadline: Deadline) -> None:
         """One round trip, whichever role: switching roles costs nothing extra."""
@@ -218,9 +205,9 @@ class PostgresBackend:
         if isinstance(error, asyncpg.DataError) and str(error).startswith("invalid input for"):
             # Raised by asyncpg itself, before sending: a parameter of the wrong kind.
             return BadRequest(readable(str(error), statement), code="invalid_parameter")
-        if isinstance(error, asyncpg.PostgresError) and _is_users_mistake(error):
-            return BadRequest(readable(str(error), statement), code="query_failed")
-        return None
+        if isinstance(error, asyncpg.PostgresError):
+            return _statement_error(error, statement)
+        return _answer_error(error)
 
 
 def _connection_lost(error: BaseException) -> bool:
@@ -231,11 +218,42 @@ def _connection_lost(error: BaseException) -> bool:
     return sqlstate.startswith("08") or sqlstate in {"57P01", "57P02", "57P03"}
 
 
-def _is_users_mistake(error: asyncpg.PostgresError) -> bool:
-    """SQLSTATE classes a statement's author causes: data exceptions (22), integrity (23),
-    syntax or access rules (42), and a few in others (e.g. cardinality 21)."""
+# SQLSTATE classes a statement's author causes: data exceptions (22: division by zero, a
+# character the encoding lacks, ...), integrity (23), syntax or access rules (42), and a
+# few in others (e.g. cardinality 21).
+_USERS_MISTAKES = frozenset({"21", "22", "23", "2F", "38", "39", "42", "0A", "P0"})
+# Limits the statement ran into: program limits (54: too many columns, an expression too
+# deep, an array of more than 6 dimensions, a NUL character), out of memory (53200) or
+# temp_file_limit (53400) while running it, a value past PostgreSQL's 1 GB.
+_LIMITS = frozenset({"54", "53200", "53400"})
+_TOO_BIG = "invalid memory alloc request size"
+
+
+def _statement_error(error: asyncpg.PostgresError, statement: Statement) -> TablehouseError | None:
     sqlstate = str(getattr(error, "sqlstate", "") or "")
-    return sqlstate[:2] in {"21", "22", "23", "2F", "38", "39", "42", "0A", "P0"}
+    message = readable(str(error), statement)
+    if sqlstate[:2] in _USERS_MISTAKES:
+        return BadRequest(message, code="query_failed")
+    if sqlstate[:2] in _LIMITS or sqlstate in _LIMITS or message.startswith(_TOO_BIG):
+        return BadRequest(
+            f"the query went past a limit of the database: {message}",
+            code="database_limit_exceeded",
+        )
+    return None
+
+
+def _answer_error(error: BaseException) -> TablehouseError | None:
+    """Errors turning the database's answer into Python values (asyncpg's JSON decoder)."""
+    if isinstance(error, RecursionError):
+        return BadRequest(
+            "a JSON value in the answer is nested too deeply to be read", code="value_too_deep"
+        )
+    if isinstance(error, ValueError) and "integer string conversion" in str(error):
+        return BadRequest(
+            "a JSON value in the answer holds an integer of more than 4,300 digits",
+            code="value_too_large",
+        )
+    return None
 
 
 async def _prepared(raw: Any, memo: dict[Any, Any], key: tuple[str, Any], wait: float) -> Any:

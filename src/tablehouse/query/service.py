@@ -64,7 +64,8 @@ def target_for(
     if engine.dialect.name == "postgresql":
         backend, dialect = PostgresBackend(settings.query_database_role), "postgresql"
     else:
-        backend, dialect = SqliteBackend(), "sqlite"
+        backend = SqliteBackend(max_value_bytes=settings.query_max_value_bytes)
+        dialect = "sqlite"
     return QueryTarget(
         engine=engine,
         backend=backend,
@@ -189,11 +190,11 @@ async def answer(
             )
             outcome.measured()
             rows_read = await cursor.rows_read()
-        outcome.rows_read = len(collected.rows) if rows_read is None else rows_read
+        outcome.rows_read = collected.row_count if rows_read is None else rows_read
         outcome.bytes_read = collected.size
         return results.json_document(
             query_id=str(query_id),
-            columns=results.column_types(cursor.columns, collected.rows),
+            columns=results.column_types(cursor.columns, collected.samples),
             collected=collected,
             execution_time_ms=outcome.execution_time_ms,
             rows_read=outcome.rows_read,

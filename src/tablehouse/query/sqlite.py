@@ -1,9 +1,11 @@
 """Running a statement on SQLite: a deferred (snapshot) transaction on a ``query_only``
 connection, an authorizer that lets the statement read only the caller's tables and call
-only allowed functions, and a progress handler that stops it at the deadline."""
+only allowed functions, a progress handler and a timer that stop it at the deadline, and a
+length limit on the strings and blobs it builds."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import Callable
 from typing import Any
@@ -15,6 +17,8 @@ from tablehouse.query.execution import Column, Deadline, Row, Statement, query_t
 PROGRESS_STEPS = 1000
 _BEGAN = "tablehouse.query.began"
 _CURSOR = "tablehouse.query.cursor"
+_TIMER = "tablehouse.query.timer"
+_LENGTH_LIMIT = "tablehouse.query.length_limit"
 
 # SQLite's own names for the functions the guard allows (and for the operators SQLite runs
 # as functions: LIKE, GLOB, ->, ->>). The authorizer denies every other function, so a
@@ -74,8 +78,14 @@ class SqliteCursor:
 
 
 class SqliteBackend:
-    def __init__(self, functions: frozenset[str] = AUTHORIZED_FUNCTIONS) -> None:
+    def __init__(
+        self,
+        functions: frozenset[str] = AUTHORIZED_FUNCTIONS,
+        *,
+        max_value_bytes: int = 1_000_000_000,
+    ) -> None:
         self._functions = functions
+        self._max_value_bytes = max_value_bytes
 
     async def open(
         self,
@@ -91,6 +101,7 @@ class SqliteBackend:
         memo[_BEGAN] = not raw.in_transaction
         if memo[_BEGAN]:
             await raw.execute("BEGIN")
+        await self._interrupt_and_limit(raw, deadline, memo)
         await raw.set_progress_handler(lambda: 1 if deadline.passed() else 0, PROGRESS_STEPS)
         await raw.set_authorizer(authorizer(frozenset(statement.tables), self._functions))
         try:
@@ -102,11 +113,36 @@ class SqliteBackend:
         columns = [Column(description[0], None) for description in cursor.description or ()]
         return SqliteCursor(cursor, columns)
 
+    async def _interrupt_and_limit(
+        self, raw: Any, deadline: Deadline, memo: dict[Any, Any]
+    ) -> None:
+        """Time: the progress handler runs every PROGRESS_STEPS steps, but a few steps can
+        take seconds (a function over megabytes), so a timer interrupts the statement at the
+        deadline as well; SQLite notices it at the next row. Size: SQLite's length limit
+        stops any string or blob, built or read, from passing ``max_value_bytes``."""
+        connection = _sqlite3_connection(raw)
+        memo[_TIMER] = asyncio.get_running_loop().call_later(
+            deadline.remaining(),
+            connection.interrupt,  # thread-safe, as it must be
+        )
+        memo[_LENGTH_LIMIT] = await _on_connection_thread(
+            raw, connection.setlimit, sqlite3.SQLITE_LIMIT_LENGTH, self._max_value_bytes
+        )
+
     async def close(self, raw: Any, memo: dict[Any, Any]) -> bool:
+        timer = memo.pop(_TIMER, None)
+        if timer is not None:
+            timer.cancel()  # before anything else runs on this connection
         cursor = memo.pop(_CURSOR, None)
         if cursor is not None:
             await cursor.close()  # a statement left running would block the commit
         await raw.set_progress_handler(None, 0)
+        length_limit = memo.pop(_LENGTH_LIMIT, None)
+        if length_limit is not None:
+            # Stored rows read by the rows API must not meet the query's limit.
+            await _on_connection_thread(
+                raw, _sqlite3_connection(raw).setlimit, sqlite3.SQLITE_LIMIT_LENGTH, length_limit
+            )
         if memo.pop(_BEGAN, True) and raw.in_transaction:
             await raw.execute("ROLLBACK")
         return True
@@ -119,6 +155,12 @@ class SqliteBackend:
         message = str(error)
         if isinstance(error, sqlite3.OperationalError) and message == "interrupted":
             return query_timeout(deadline)
+        if "string or blob too big" in message:
+            return BadRequest(
+                f"a value in this query grew past {self._max_value_bytes} bytes "
+                "(QUERY_MAX_VALUE_BYTES)",
+                code="value_too_large",
+            )
         if any(sign in message for sign in ("not authorized", "prohibited", "readonly database")):
             return QueryRefused(
                 f"the database refused this statement: {readable(message, statement)}",
@@ -131,3 +173,16 @@ class SqliteBackend:
         if isinstance(error, sqlite3.OperationalError | sqlite3.DataError):
             return BadRequest(readable(message, statement), code="query_failed")
         return None
+
+
+def _sqlite3_connection(raw: Any) -> sqlite3.Connection:
+    """The sqlite3 connection under aiosqlite's, for what aiosqlite does not wrap
+    (``setlimit``) and for ``interrupt``, which must not wait behind the running statement."""
+    connection: sqlite3.Connection = raw._conn
+    return connection
+
+
+async def _on_connection_thread(raw: Any, call: Callable[..., int], *arguments: int) -> int:
+    """``call`` run on aiosqlite's thread: sqlite3 refuses most calls from other threads."""
+    result: int = await raw._execute(call, *arguments)
+    return result
