@@ -124,6 +124,20 @@ class UnsupportedMediaType(TablehouseError):
     code = "unsupported_media_type"
 
 
+class UnsupportedContentEncoding(UnsupportedMediaType):
+    """A body compressed in a way the server cannot read; says which ways it can (RFC 9110)."""
+
+    code = "unsupported_content_encoding"
+
+    def __init__(self, message: str, *, accepted: str) -> None:
+        super().__init__(message)
+        self.accepted = accepted
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        return {"Accept-Encoding": self.accepted}
+
+
 class NotAuthenticated(TablehouseError):
     status_code = 401
     code = "not_authenticated"

@@ -11,9 +11,17 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tablehouse.datasets.models import Schema
-from tablehouse.errors import InvalidInput, InvalidRows
+from tablehouse.errors import InvalidRows
 from tablehouse.rows.layout import Layout, Problems
-from tablehouse.rows.parsing import NotJson, body_format, csv_rows, json_rows, limited, ndjson_rows
+from tablehouse.rows.parsing import (
+    NotJson,
+    body_decoder,
+    body_format,
+    csv_rows,
+    json_rows,
+    ndjson_rows,
+    without_bom,
+)
 from tablehouse.rows.schemas import IngestReport, OnInvalid, RowProblem
 from tablehouse.rows.writer import OnConflict, Record, Writer
 
@@ -28,6 +36,7 @@ class IngestOptions:
     batch_rows: int = 5000
     max_reported: int = 100
     max_bytes: int = 1024**3
+    content_encoding: str | None = None  # the body's Content-Encoding header
 
 
 async def converted_rows(
@@ -62,13 +71,6 @@ async def _csv(layout: Layout, chunks: AsyncIterator[bytes]) -> AsyncIterator[Ru
             if not run:
                 continue
             reader = layout.text_reader(run[0])
-            if reader.unknown:
-                raise InvalidInput(
-                    f"unknown fields in the header: {', '.join(reader.unknown)}; "
-                    f"the dataset has {', '.join(layout.names)}",
-                    loc=("body", "header"),
-                    code="unknown_field",
-                )
             run = run[1:]
         convert = reader.convert
         yield index, [convert(cells) for cells in run]
@@ -83,13 +85,14 @@ async def ingest(
     content_type: str | None,
     options: IngestOptions,
 ) -> IngestReport:
-    layout = Layout.of(schema)
+    decode = body_decoder(options.content_encoding)  # 415 before any of the body is read
+    layout = Layout.of(schema, storing_in=session.get_bind().dialect.name)
     writer = Writer(session, layout, options.on_conflict)
     batch = _Batch(writer, options.batch_rows)
     problems: list[RowProblem] = []
     problem_count = received = 0
     try:
-        body = limited(chunks, options.max_bytes)
+        body = without_bom(decode(chunks, options.max_bytes))
         async for first, run in converted_rows(layout, body, content_type):
             received += len(run)
             for index, (record, issues) in enumerate(run, start=first):

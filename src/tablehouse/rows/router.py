@@ -62,6 +62,7 @@ async def load_rows(
             batch_rows=settings.ingest_batch_rows,
             max_reported=settings.max_reported_row_errors,
             max_bytes=settings.max_ingest_bytes,
+            content_encoding=request.headers.get("content-encoding"),
         ),
     )
     runtime.metrics.ingested_rows.inc(report.inserted)
