@@ -37,6 +37,8 @@ def server_env(database_url: str, data_dir: Path, **settings: str) -> dict[str, 
         "ANALYTICS_ENABLED": "false",
         "DB_STARTUP_ATTEMPTS": "1",
         "METRICS_TOKEN": METRICS_TOKEN,
+        # The tests play many clients of one account, each loading rows at once.
+        "MAX_CONCURRENT_INGESTS_PER_USER": "100",
         **settings,
     }
 

@@ -4,20 +4,24 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, status
+from fastapi import APIRouter, Depends, Query, Request, status
 
 from tablehouse.api.dependencies import RuntimeDep, SessionDep
 from tablehouse.api.paths import API_PREFIX
 from tablehouse.api.responses import AUTHENTICATED, WITH_BODY, errors
-from tablehouse.auth.dependencies import WriteAccess
+from tablehouse.auth.dependencies import WriteAccessBeforeBody
+from tablehouse.auth.principal import Principal
+from tablehouse.core.database import read_uow
 from tablehouse.datasets import service as datasets
 from tablehouse.datasets.router import OwnerQuery
-from tablehouse.errors import PayloadTooLarge
 from tablehouse.rows import ingest
 from tablehouse.rows.schemas import IngestReport, OnInvalid
+from tablehouse.rows.spool import spooled
 from tablehouse.rows.writer import OnConflict
 
 router = APIRouter(prefix=f"{API_PREFIX}/schemas", tags=["rows"], responses=AUTHENTICATED)
+# The one route whose body may be larger than MAX_BODY_BYTES (app.py gives it MAX_INGEST_BYTES).
+INGEST_PATH = f"{API_PREFIX}/schemas/{{name}}/rows"
 
 BODY_FORMATS = {
     "application/json": {"schema": {"oneOf": [{"type": "object"}, {"type": "array"}]}},
@@ -26,17 +30,30 @@ BODY_FORMATS = {
 }
 
 
+async def loader(
+    name: str, caller: WriteAccessBeforeBody, runtime: RuntimeDep, owner: OwnerQuery = None
+) -> Principal:
+    """The caller, once it may load rows into ``name``: a 404, like a 401 or 403, comes
+    before the body is read, from a unit of work that has ended by then."""
+    async with read_uow(runtime.read_session_factory) as session:
+        await datasets.load(session, caller=caller, name=name, owner_id=owner)
+    return caller
+
+
+Loader = Annotated[Principal, Depends(loader)]
+
+
 @router.post(
     "/{name}/rows",
     status_code=status.HTTP_201_CREATED,
     summary="Load rows: a JSON object or array, NDJSON, or CSV with a header row",
     openapi_extra={"requestBody": {"required": True, "content": BODY_FORMATS}},
-    responses={**WITH_BODY, **errors(404, 409, 413, 415)},
+    responses={**WITH_BODY, **errors(404, 409, 415, 429)},
 )
 async def load_rows(
     name: str,
     request: Request,
-    caller: WriteAccess,
+    caller: Loader,
     session: SessionDep,
     runtime: RuntimeDep,
     on_conflict: Annotated[OnConflict, Query(description="When a key exists")] = "error",
@@ -44,25 +61,25 @@ async def load_rows(
     owner: OwnerQuery = None,
 ) -> IngestReport:
     settings = runtime.settings
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > settings.max_ingest_bytes:
-        raise PayloadTooLarge(
-            f"the body is larger than the {settings.max_ingest_bytes:,}-byte limit "
-            "(MAX_INGEST_BYTES)"
-        )
-    schema = await datasets.load(session, caller=caller, name=name, owner_id=owner, lock="share")
-    report = await ingest.ingest(
-        session,
-        schema=schema,
-        chunks=request.stream(),
-        content_type=request.headers.get("content-type"),
-        options=ingest.IngestOptions(
-            on_conflict=on_conflict,
-            on_invalid=on_invalid,
-            batch_rows=settings.ingest_batch_rows,
-            max_reported=settings.max_reported_row_errors,
-            max_bytes=settings.max_ingest_bytes,
-        ),
+    options = ingest.IngestOptions(
+        on_conflict=on_conflict,
+        on_invalid=on_invalid,
+        batch_rows=settings.ingest_batch_rows,
+        max_reported=settings.max_reported_row_errors,
     )
+    # The session is first used once the whole body is in: no lock or connection waits
+    # for the client.
+    with runtime.ingest_slots.slot(caller.user.id):
+        async with spooled(request.stream()) as body:
+            schema = await datasets.load(
+                session, caller=caller, name=name, owner_id=owner, lock="share"
+            )
+            report = await ingest.ingest(
+                session,
+                schema=schema,
+                body=body,
+                content_type=request.headers.get("content-type"),
+                options=options,
+            )
     runtime.metrics.ingested_rows.inc(report.inserted)
     return report
