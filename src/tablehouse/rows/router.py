@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import IO, Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, status
 
 from tablehouse.api.dependencies import RuntimeDep, SessionDep
 from tablehouse.api.paths import API_PREFIX
 from tablehouse.api.responses import AUTHENTICATED, WITH_BODY, errors
+from tablehouse.api.runtime import Runtime
 from tablehouse.auth.dependencies import WriteAccessBeforeBody
 from tablehouse.auth.principal import Principal
 from tablehouse.core.database import read_uow
@@ -60,26 +63,35 @@ async def load_rows(
     on_invalid: Annotated[OnInvalid, Query(description="When a row is invalid")] = "error",
     owner: OwnerQuery = None,
 ) -> IngestReport:
-    settings = runtime.settings
-    options = ingest.IngestOptions(
-        on_conflict=on_conflict,
-        on_invalid=on_invalid,
-        batch_rows=settings.ingest_batch_rows,
-        max_reported=settings.max_reported_row_errors,
-    )
-    # The session is first used once the whole body is in: no lock or connection waits
-    # for the client.
-    with runtime.ingest_slots.slot(caller.user.id):
-        async with spooled(request.stream()) as body:
-            schema = await datasets.load(
-                session, caller=caller, name=name, owner_id=owner, lock="share"
-            )
-            report = await ingest.ingest(
-                session,
-                schema=schema,
-                body=body,
-                content_type=request.headers.get("content-type"),
-                options=options,
-            )
+    async with _received_body(request, runtime, caller) as body:
+        schema = await datasets.load(
+            session, caller=caller, name=name, owner_id=owner, lock="share"
+        )
+        report = await ingest.ingest(
+            session,
+            schema=schema,
+            body=body,
+            content_type=request.headers.get("content-type"),
+            options=ingest.IngestOptions(
+                on_conflict=on_conflict,
+                on_invalid=on_invalid,
+                batch_rows=runtime.settings.ingest_batch_rows,
+                max_reported=runtime.settings.max_reported_row_errors,
+            ),
+        )
     runtime.metrics.ingested_rows.inc(report.inserted)
     return report
+
+
+@asynccontextmanager
+async def _received_body(
+    request: Request, runtime: Runtime, caller: Principal
+) -> AsyncIterator[IO[bytes]]:
+    """The whole body, spooled, with one of the caller's load slots held (429 when none is
+    free). The session is first used after this: no lock or connection waits for the client."""
+    with (
+        runtime.ingest_slots.slot(caller.user.id),
+        runtime.metrics.ingests_in_progress.track_inprogress(),
+    ):
+        async with spooled(request.stream()) as body:
+            yield body

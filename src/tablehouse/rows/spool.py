@@ -13,6 +13,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import IO
 
+from tablehouse.errors import ServiceUnavailable
+
 IN_MEMORY = 1024**2
 CHUNK = 64 * 1024
 
@@ -22,9 +24,19 @@ async def spooled(chunks: AsyncIterator[bytes]) -> AsyncIterator[IO[bytes]]:
     """The whole body, in a file read from its start; the file is gone after the block."""
     with tempfile.SpooledTemporaryFile(max_size=IN_MEMORY) as spool:
         async for chunk in chunks:
-            spool.write(chunk)
+            _write(spool, chunk)
         spool.seek(0)
         yield spool
+
+
+def _write(spool: IO[bytes], chunk: bytes) -> None:
+    try:
+        spool.write(chunk)
+    except OSError as exc:  # the temporary directory is full or unwritable: not the client's doing
+        raise ServiceUnavailable(
+            f"the server cannot store this body now ({exc.strerror or exc}); retry later",
+            code="no_room_for_body",
+        ) from None
 
 
 async def chunks_of(body: IO[bytes]) -> AsyncIterator[bytes]:
