@@ -250,9 +250,9 @@ def _memory_kib(server: Server, field: str) -> int:
 async def test_a_large_json_array_is_read_in_flat_memory_off_the_event_loop(
     database_url: str, tmp_path: Path
 ) -> None:
-    rows = event_rows(range(200_000), client=1)  # ~12 MB of JSON
+    rows = event_rows(range(300_000), client=1)  # 18 MB of JSON: +160 MB when parsed whole
     body = orjson.dumps(rows)
-    env = _budget_env(database_url, tmp_path / "data")
+    env = _budget_env(database_url, tmp_path / "data", INGEST_BATCH_ROWS="1000")
     with running_server(env, tmp_path / "server.log") as server:
         async with httpx.AsyncClient(base_url=server.base_url, timeout=60) as http:
             (owner,) = await signed_in(http, "bulk@example.com", sessions=1)
@@ -267,12 +267,13 @@ async def test_a_large_json_array_is_read_in_flat_memory_off_the_event_loop(
                 started = time.monotonic()
                 assert (await http.get("/health")).status_code == 200
                 slowest = max(slowest, time.monotonic() - started)
+                await asyncio.sleep(0.02)  # a steady probe, not a busy loop beside the server
             loaded = await load
             peak = _memory_kib(server, "VmHWM")
     assert loaded.status_code == 201, loaded.text
     assert loaded.json()["inserted"] == len(rows)
     growth_mib = (peak - before) / 1024
-    assert growth_mib < 100, (
+    assert growth_mib < 80, (
         f"the server grew by {growth_mib:.0f} MiB for a {len(body) >> 20} MiB body"
     )
     assert slowest < PROMPT, f"/health waited {slowest:.2f} s during the load"
