@@ -70,6 +70,11 @@ class _RawRequest:
         assert line.startswith(b"HTTP/1.1 "), line
         return int(line.split()[1])
 
+    async def answer(self, *, within: float) -> bytes:
+        """The whole answer, read until the server closes the connection."""
+        async with asyncio.timeout(within):
+            return await self.reader.read()
+
     async def closed_by_server(self, *, within: float) -> bool:
         async with asyncio.timeout(within):
             while await self.reader.read(65536):
@@ -207,6 +212,7 @@ async def test_too_many_ingests_at_once_is_429_before_the_body(
             assert after.status_code == 201, "the slots are free again"
 
 
+@pytest.mark.backends("sqlite")  # refused before any handler runs: no database plays a part
 async def test_a_huge_body_is_413_before_it_is_read(database_url: str, tmp_path: Path) -> None:
     env = _budget_env(database_url, tmp_path / "data")
     headers = {"Content-Type": "application/json"}
@@ -227,6 +233,42 @@ async def test_a_huge_body_is_413_before_it_is_read(database_url: str, tmp_path:
             assert chunked.json()["code"] == "payload_too_large"
             assert "MAX_BODY_BYTES" in chunked.json()["detail"]
             await register(http, "small@example.com")
+
+
+@pytest.mark.backends("sqlite")  # refused before any handler runs: no database plays a part
+async def test_a_body_trickling_in_below_the_minimum_rate_is_408(
+    database_url: str, tmp_path: Path
+) -> None:
+    env = _budget_env(
+        database_url,
+        tmp_path / "data",
+        BODY_READ_TIMEOUT_SECONDS="30",
+        BODY_MIN_BYTES_PER_SECOND="1000",
+        BODY_MIN_RATE_GRACE_SECONDS="1",
+    )
+    headers = {"Content-Type": "application/json"}
+    with running_server(env, tmp_path / "server.log") as server:
+        slow = await _RawRequest.send(
+            server, "/api/v1/auth/register", headers=headers, declared=5000, body=_START
+        )
+        trickle = asyncio.ensure_future(_trickle(slow))
+        try:
+            answer = await slow.answer(within=10)
+        finally:
+            trickle.cancel()
+            await slow.close()
+    assert answer.startswith(b"HTTP/1.1 408 ")
+    assert b"connection: close" in answer.lower()
+    assert b"BODY_MIN_BYTES_PER_SECOND" in answer
+
+
+async def _trickle(request: _RawRequest) -> None:
+    """A few bytes every 0.2 s: 50 bytes a second, alive but far below the minimum rate."""
+    with contextlib.suppress(ConnectionError):
+        while True:
+            request.writer.write(b"x" * 10)
+            await request.writer.drain()
+            await asyncio.sleep(0.2)
 
 
 _START = b'{"email": "big@example.com", "password": "long enough password", "full_name": "'
