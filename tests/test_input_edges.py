@@ -262,11 +262,6 @@ async def test_json_integer_beyond_64_bits_is_422_saying_to_send_a_string(
     assert await stored(client, headers) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the JSON-array body is parsed by orjson (big integers become floats) until the "
-    "ijson parser of branch i13-ingest replaces json_rows; remove this mark after the merge",
-)
 async def test_json_integer_beyond_64_bits_in_a_json_array_body_is_422(
     client: httpx.AsyncClient, headers: dict[str, str]
 ) -> None:

@@ -167,6 +167,13 @@ class PayloadTooLarge(TablehouseError):
     code = "payload_too_large"
 
 
+class RequestTimeout(TablehouseError):
+    """The client stopped sending its body, or sent it too slowly."""
+
+    status_code = 408
+    code = "request_timeout"
+
+
 class Throttled(TablehouseError):
     status_code = 429
     code = "throttled"

@@ -1,9 +1,9 @@
 """Request bodies to raw rows: JSON (object or array), NDJSON and CSV.
 
-NDJSON and CSV are parsed as the body streams in, a chunk at a time; JSON is one document
-and is read whole (the body limit still applies). Every raw row comes with its index.
-Before parsing, a compressed body (``Content-Encoding: gzip`` or ``deflate``) is inflated
-as it arrives, and a leading UTF-8 byte-order mark is dropped.
+NDJSON and CSV are parsed a chunk at a time; a JSON array is parsed incrementally, one
+element at a time, from a file (the spooled body); a single JSON object is read whole.
+Before that, a compressed body (``Content-Encoding: gzip`` or ``deflate``) is inflated as it
+arrives, and a leading UTF-8 byte-order mark is dropped (see ``body_decoder``, ``without_bom``).
 """
 
 from __future__ import annotations
@@ -12,10 +12,13 @@ import codecs
 import csv
 import functools
 import io
+import math
 import zlib
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any
+from decimal import Decimal
+from typing import IO, Any
 
+import ijson  # type: ignore[import-untyped]  # no type information published
 import orjson
 
 from tablehouse.errors import (
@@ -53,16 +56,9 @@ def body_format(content_type: str | None) -> str:
         ) from None
 
 
-async def limited(chunks: AsyncIterator[bytes], limit: int) -> AsyncIterator[bytes]:
-    """Pass the body through, refusing it once it grows past ``limit`` bytes."""
-    received = 0
-    async for chunk in chunks:
-        received += len(chunk)
-        if received > limit:
-            raise PayloadTooLarge(
-                f"the body is larger than the {limit:,}-byte limit (MAX_INGEST_BYTES)"
-            )
-        yield chunk
+JSON_ARRAY_ITEMS = "item"  # ijson's prefix for each element of a top-level array
+# orjson's own limit, for arrays as for the rest: deeper is refused, not a RecursionError.
+MAX_JSON_NESTING = 1024
 
 
 # Content-Encoding -> zlib's wbits: 31 reads the gzip format, 15 the zlib format, which is
@@ -159,13 +155,90 @@ async def without_bom(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         yield chunk
 
 
-async def json_rows(chunks: AsyncIterator[bytes]) -> AsyncIterator[list[Any]]:
-    body = b"".join([chunk async for chunk in chunks])
+async def limited(chunks: AsyncIterator[bytes], limit: int) -> AsyncIterator[bytes]:
+    """Pass the body through, refusing it once it grows past ``limit`` bytes."""
+    received = 0
+    async for chunk in chunks:
+        received += len(chunk)
+        if received > limit:
+            raise PayloadTooLarge(
+                f"the body is larger than the {limit:,}-byte limit (MAX_INGEST_BYTES)"
+            )
+        yield chunk
+
+
+def json_values(body: IO[bytes]) -> Iterator[Any]:
+    """The rows of a JSON body: each element of an array, parsed as it is read, or the one
+    value of any other document. Numbers come as orjson gives them, floats for those with
+    a fraction or exponent, except that integers stay exact however large.
+
+    Blocking: run it in a worker thread.
+    """
+    if _first_byte(body) != b"[":
+        yield _whole_document(body.read())
+        return
     try:
-        document = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
+        for value in ijson.items(body, JSON_ARRAY_ITEMS):
+            yield _with_floats(value)
+    except ijson.JSONError as exc:
+        raise _not_json(exc) from None
+
+
+def _with_floats(value: Any) -> Any:
+    """``value`` with each Decimal (ijson's numbers with a fraction or an exponent) made the
+    float orjson would have made; walked with a stack, not recursion, however deep."""
+    if type(value) is Decimal:
+        return _float(value)
+    pending: list[tuple[Any, int]] = [(value, 1)]
+    while pending:
+        container, depth = pending.pop()
+        if type(container) is not dict and type(container) is not list:
+            continue
+        if depth > MAX_JSON_NESTING:
+            raise BadRequest(
+                f"the body is not valid JSON: nested deeper than {MAX_JSON_NESTING:,} levels",
+                code="invalid_json",
+            )
+        members = container.items() if type(container) is dict else enumerate(container)
+        for key, member in members:
+            if type(member) is Decimal:
+                container[key] = _float(member)
+            elif type(member) is dict or type(member) is list:
+                pending.append((member, depth + 1))
+    return value
+
+
+def _float(number: Decimal) -> float:
+    converted = float(number)  # correctly rounded, as orjson rounds
+    if not math.isfinite(converted):
+        raise BadRequest(
+            "the body is not valid JSON: a number is too large for a 64-bit float",
+            code="invalid_json",
+        )
+    return converted
+
+
+def _first_byte(body: IO[bytes]) -> bytes:
+    """The first byte that is not white space; the file is left where it was."""
+    start = body.tell()
+    head = body.read(1024).lstrip(b" \t\r\n")[:1]
+    body.seek(start)
+    return head
+
+
+def _whole_document(raw: bytes) -> Any:
+    try:
+        return json_text(raw)  # integers exact, as ijson gives them in an array
+    except ValueError as exc:
         raise BadRequest(f"the body is not valid JSON: {exc}", code="invalid_json") from None
-    yield document if isinstance(document, list) else [document]
+
+
+def _not_json(exc: ijson.JSONError) -> BadRequest:
+    # yajl's message quotes the input around the error; its first line says what is wrong.
+    text = exc.args[0] if exc.args else exc
+    reason = (text.decode(errors="replace") if isinstance(text, bytes) else str(text)).strip()
+    reason = reason.splitlines()[0] if reason else "cannot be parsed"
+    return BadRequest(f"the body is not valid JSON: {reason}", code="invalid_json")
 
 
 async def _text(chunks: AsyncIterator[bytes]) -> AsyncIterator[str]:
