@@ -192,16 +192,17 @@ def _too_deep() -> InvalidValue:
     )
 
 
-def may_hold_big_integers(text: str) -> bool:
+def may_hold_big_integers(text: str | bytes) -> bool:
     """False when ``text`` holds no integer literal beyond 64 bits: no run of 19 digits.
 
     Digits become "1" and every other byte "0", then a run of 19 ones is looked for: two
     passes in C, several times faster than a regular expression (which costs as much as
     parsing the JSON)."""
-    return text.encode().translate(_DIGITS_AS_ONES).find(_LONG_DIGITS) >= 0
+    raw = text if isinstance(text, bytes) else text.encode()
+    return raw.translate(_DIGITS_AS_ONES).find(_LONG_DIGITS) >= 0
 
 
-def json_text(text: str) -> Any:
+def json_text(text: str | bytes) -> Any:
     """JSON text as values, integers exact; ValueError when it is not JSON.
 
     orjson reads an integer beyond 64 bits as a float, losing it silently, so a text that
