@@ -160,6 +160,20 @@ async def test_history_filters_pages_and_one_query(
     assert backwards.status_code == 422
 
 
+@pytest.mark.parametrize("moment", ["9999-12-31T23:00:00-05:00", "0001-01-01T01:00:00+05:00"])
+async def test_history_bound_with_no_utc_equivalent_is_422_naming_it(
+    served: tuple[FastAPI, httpx.AsyncClient, dict[str, str]], moment: str
+) -> None:
+    _, client, ada = served
+    for path in ("/api/v1/queries", "/api/v1/analytics/queries/summary"):
+        for name in ("from", "to"):
+            response = await client.get(path, params={name: moment}, headers=ada)
+            assert response.status_code == 422, response.text
+            [problem] = response.json()["detail"]
+            assert problem["loc"] == ["query", name]
+            assert "outside the range of date-times" in problem["msg"]
+
+
 async def test_each_user_sees_only_their_own_unless_admin(
     served: tuple[FastAPI, httpx.AsyncClient, dict[str, str]], settings: Settings
 ) -> None:

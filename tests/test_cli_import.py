@@ -167,5 +167,10 @@ def test_unknown_dataset_owner_and_header(env: dict[str, str], tmp_path: Path) -
     header = import_file(env, odd)
     assert header.returncode == 1
     assert "unknown fields in the header: colour" in header.stderr
-    assert "Traceback" not in missing.stderr + nobody.stderr + header.stderr
+    twice = tmp_path / "twice.csv"
+    twice.write_text("id,name,name\n1,a,b\n")
+    repeated = import_file(env, twice)
+    assert repeated.returncode == 1
+    assert "the header names 'name' more than once" in repeated.stderr
+    assert "Traceback" not in missing.stderr + nobody.stderr + header.stderr + repeated.stderr
     assert row_count(env) == 0

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tablehouse import __version__
 from tablehouse.analytics.lifecycle import Analytics
+from tablehouse.api.bodies import BodyBudgetMiddleware, BodyLimit, LargerBody, Pace
 from tablehouse.api.errors import install_error_handlers
 from tablehouse.api.middleware import RequestContextMiddleware, StartupFailureMiddleware
 from tablehouse.api.runtime import Runtime
@@ -36,6 +37,7 @@ from tablehouse.errors import TablehouseError
 from tablehouse.query.privileges import check_query_role, check_role_creation
 from tablehouse.query.schemas import state_limits
 from tablehouse.routes import include_routers
+from tablehouse.rows.router import INGEST_PATH
 
 # Net allocations between two collections of the youngest generation. At Python's 700 it ran
 # every few requests, for 5-15% of a request's CPU (bench/cpu_per_request.py); what a request
@@ -70,6 +72,8 @@ def create_app(settings: Settings) -> FastAPI:
     )
     metrics = Metrics()
     app.state.metrics = metrics
+    # Innermost of the three, so its 413 and 408 carry the request id and are logged.
+    app.add_middleware(BodyBudgetMiddleware, **_body_budget(settings))
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
     app.add_middleware(StartupFailureMiddleware)
     install_error_handlers(app)
@@ -84,6 +88,23 @@ def _document(app: FastAPI, settings: Settings) -> dict[str, Any]:
         state_limits(FastAPI.openapi(app), settings)  # which keeps it in app.openapi_schema
     assert app.openapi_schema is not None
     return app.openapi_schema
+
+
+def _body_budget(settings: Settings) -> dict[str, Any]:
+    """Every body: MAX_BODY_BYTES, except rows to load (MAX_INGEST_BYTES); the same pace."""
+    return {
+        "default": BodyLimit(settings.max_body_bytes, "MAX_BODY_BYTES"),
+        "pace": Pace(
+            read_timeout=settings.body_read_timeout_seconds,
+            min_rate=settings.body_min_bytes_per_second,
+            grace=settings.body_min_rate_grace_seconds,
+        ),
+        "larger": [
+            LargerBody(
+                "POST", INGEST_PATH, BodyLimit(settings.max_ingest_bytes, "MAX_INGEST_BYTES")
+            )
+        ],
+    }
 
 
 class _Engines:
@@ -151,6 +172,11 @@ async def _start(
             settings.query_max_concurrent_per_user,
             what="queries per user",
             code="too_many_concurrent_queries",
+        ),
+        ingest_slots=ConcurrencyLimit(
+            settings.max_concurrent_ingests_per_user,
+            what="row loads per user (MAX_CONCURRENT_INGESTS_PER_USER)",
+            code="too_many_ingests",
         ),
         events=analytics.writer if analytics is not None else LoggingEventSink(),
         metrics=metrics,

@@ -154,6 +154,18 @@ class Settings(BaseSettings):
 
     max_schema_fields: Annotated[int, _env("MAX_SCHEMA_FIELDS", ge=1, le=1600)] = 200
     max_ingest_bytes: Annotated[int, _env("MAX_INGEST_BYTES", ge=1)] = 1024**3
+    max_concurrent_ingests_per_user: Annotated[
+        int, _env("MAX_CONCURRENT_INGESTS_PER_USER", ge=1, le=10_000)
+    ] = 4
+    max_body_bytes: Annotated[int, _env("MAX_BODY_BYTES", ge=1024)] = 1024**2
+    body_read_timeout_seconds: Annotated[
+        float, _env("BODY_READ_TIMEOUT_SECONDS", gt=0, le=3600)
+    ] = 20.0
+    # 0 turns the rate check off (the idle timeout still applies).
+    body_min_bytes_per_second: Annotated[int, _env("BODY_MIN_BYTES_PER_SECOND", ge=0)] = 10_240
+    body_min_rate_grace_seconds: Annotated[
+        float, _env("BODY_MIN_RATE_GRACE_SECONDS", ge=0, le=3600)
+    ] = 10.0
     ingest_batch_rows: Annotated[int, _env("INGEST_BATCH_ROWS", ge=1, le=100_000)] = 5000
     max_reported_row_errors: Annotated[int, _env("MAX_REPORTED_ROW_ERRORS", ge=1)] = 100
 

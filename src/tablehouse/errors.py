@@ -124,6 +124,20 @@ class UnsupportedMediaType(TablehouseError):
     code = "unsupported_media_type"
 
 
+class UnsupportedContentEncoding(UnsupportedMediaType):
+    """A body compressed in a way the server cannot read; says which ways it can (RFC 9110)."""
+
+    code = "unsupported_content_encoding"
+
+    def __init__(self, message: str, *, accepted: str) -> None:
+        super().__init__(message)
+        self.accepted = accepted
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        return {"Accept-Encoding": self.accepted}
+
+
 class NotAuthenticated(TablehouseError):
     status_code = 401
     code = "not_authenticated"
@@ -151,6 +165,13 @@ class Conflict(TablehouseError):
 class PayloadTooLarge(TablehouseError):
     status_code = 413
     code = "payload_too_large"
+
+
+class RequestTimeout(TablehouseError):
+    """The client stopped sending its body, or sent it too slowly."""
+
+    status_code = 408
+    code = "request_timeout"
 
 
 class Throttled(TablehouseError):

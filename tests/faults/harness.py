@@ -37,6 +37,8 @@ def server_env(database_url: str, data_dir: Path, **settings: str) -> dict[str, 
         "ANALYTICS_ENABLED": "false",
         "DB_STARTUP_ATTEMPTS": "1",
         "METRICS_TOKEN": METRICS_TOKEN,
+        # The tests play many clients of one account, each loading rows at once.
+        "MAX_CONCURRENT_INGESTS_PER_USER": "100",
         **settings,
     }
 
@@ -115,3 +117,9 @@ async def checked_out(http: httpx.AsyncClient) -> float:
     """Connections checked out of all the server's pools together."""
     gauges = await pool_gauges(http)
     return sum(value for (_, state), value in gauges.items() if state == "checked_out")
+
+
+async def ingests_in_progress(http: httpx.AsyncClient) -> float:
+    """Row loads the server is working on, or receiving the body of."""
+    (sample,) = await _samples(http, "tablehouse_ingests_in_progress")
+    return sample.value

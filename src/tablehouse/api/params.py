@@ -6,7 +6,9 @@ import re
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BeforeValidator
+from pydantic import AfterValidator, BeforeValidator
+
+from tablehouse.core.times import as_utc
 
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
@@ -18,4 +20,5 @@ def _iso_8601_only(value: object) -> object:
     return value
 
 
-IsoDateTime = Annotated[datetime, BeforeValidator(_iso_8601_only)]
+# Always in UTC (without an offset, taken as UTC); a value with no UTC equivalent is a 422.
+IsoDateTime = Annotated[datetime, BeforeValidator(_iso_8601_only), AfterValidator(as_utc)]

@@ -35,11 +35,12 @@ _DESCRIPTIONS = {
     401: "Missing, invalid, expired or revoked credentials",
     403: "Authenticated, but not allowed (role, API key scope or dataset restriction)",
     404: "No such resource, or not yours",
+    408: "The request body stopped arriving, or came too slowly; nothing was done",
     409: "Conflicts with what exists (a name or key already taken)",
     413: "The request body is larger than the server accepts",
     415: "The request body's content type is not accepted here",
     422: "Input that does not fit the operation's schema or rules; one entry per problem",
-    429: "Too many requests or concurrent queries; retry after the given seconds",
+    429: "Too many requests, concurrent queries or loads; retry after the given seconds",
     503: "The database cannot take the request now (busy or not answering); retry shortly",
 }
 
@@ -59,5 +60,5 @@ def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
 AUTHENTICATED = errors(401, 403, 422, 503)
 # The same for operations anyone may call.
 PUBLIC = errors(422, 503)
-# Operations that read a request body.
-WITH_BODY = errors(400)
+# Operations that read a request body (MAX_BODY_BYTES, BODY_READ_TIMEOUT_SECONDS).
+WITH_BODY = errors(400, 408, 413)

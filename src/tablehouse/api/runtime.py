@@ -31,6 +31,7 @@ class Runtime:
     read_engine: AsyncEngine
     query_engine: AsyncEngine
     query_slots: ConcurrencyLimit
+    ingest_slots: ConcurrencyLimit  # per user: a load waits for its body with a slot held
     events: EventSink
     metrics: Metrics
 

@@ -20,7 +20,7 @@ from tablehouse.auth.models import Scope
 from tablehouse.auth.principal import Principal
 from tablehouse.auth.sessions import Client, Issuer
 from tablehouse.config import Settings
-from tablehouse.core.database import read_uow
+from tablehouse.core.database import read_uow, uow
 from tablehouse.errors import Forbidden, NotAuthenticated, TablehouseError
 
 # auto_error=False: a missing token gets our own 401 body, not FastAPI's.
@@ -120,14 +120,31 @@ async def current_admin(caller: CurrentUser) -> Principal:
 CurrentAdmin = Annotated[Principal, Depends(current_admin)]
 
 
+def _holding(scope: Scope, caller: Principal) -> Principal:
+    if scope not in caller.scopes:
+        raise Forbidden(f"this API key lacks the '{scope}' scope", code="scope_required")
+    return caller
+
+
 def require_scope(scope: Scope) -> Callable[..., Awaitable[Principal]]:
     """The caller, who must hold ``scope`` (a login session holds every scope)."""
 
     async def check(request: Request, session: SessionDep, token: BearerToken) -> Principal:
-        caller = await _authenticated(request, session, token)
-        if scope not in caller.scopes:
-            raise Forbidden(f"this API key lacks the '{scope}' scope", code="scope_required")
-        return caller
+        return _holding(scope, await _authenticated(request, session, token))
+
+    return check
+
+
+def require_scope_before_body(scope: Scope) -> Callable[..., Awaitable[Principal]]:
+    """The caller, who must hold ``scope``, checked in a unit of work of its own that ends
+    before the handler runs: for a handler that waits for a long body before it touches the
+    database, so that no lock or pooled connection is held while the client sends it."""
+
+    async def check(request: Request, token: BearerToken) -> Principal:
+        runtime = cast(Runtime, request.app.state.runtime)
+        async with uow(runtime.session_factory) as session:
+            caller = await _authenticated(request, session, token)
+        return _holding(scope, caller)
 
     return check
 
@@ -135,6 +152,7 @@ def require_scope(scope: Scope) -> Callable[..., Awaitable[Principal]]:
 ReadAccess = Annotated[Principal, Depends(require_scope(Scope.READ))]
 WriteAccess = Annotated[Principal, Depends(require_scope(Scope.WRITE))]
 QueryAccess = Annotated[Principal, Depends(require_scope(Scope.QUERY))]
+WriteAccessBeforeBody = Annotated[Principal, Depends(require_scope_before_body(Scope.WRITE))]
 
 
 def holds_metrics_token(settings: Settings, token: str | None) -> bool:

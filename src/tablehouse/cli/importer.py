@@ -148,7 +148,7 @@ class _Import:
             async with uow(factory) as session:
                 caller = await _as_owner(session, self.state.owner)
                 schema = await service.load(session, caller=caller, name=name)
-            self.layout, version = Layout.of(schema), schema.version
+            self.layout, version = Layout.of(schema, storing_in=engine.dialect.name), schema.version
 
             async def write(records: list[Record], numbers: list[int]) -> int:
                 async with uow(factory) as session:
@@ -200,12 +200,7 @@ class _Import:
             header = next(rows, None)
             if header is None:
                 return iter(()), convert
-            reader = self.layout.text_reader(header)
-            if reader.unknown:
-                raise TablehouseError(
-                    f"unknown fields in the header: {', '.join(reader.unknown)}; "
-                    f"the dataset has {', '.join(self.layout.names)}"
-                )
+            reader = self.layout.text_reader(header)  # unknown or repeated fields: refused
 
             def convert(cells: list[str]) -> Converted:
                 data = dict(zip(header, cells, strict=True)) if len(cells) == len(header) else cells
@@ -216,11 +211,11 @@ class _Import:
         return rows, convert
 
     def _from_json(self, line: str) -> Converted:
-        import orjson
+        from tablehouse.rows.values import json_text
 
         try:
-            data = orjson.loads(line)
-        except orjson.JSONDecodeError as exc:
+            data = json_text(line)  # integers kept exact, so one beyond 64 bits is refused
+        except ValueError as exc:
             return None, [(None, f"not valid JSON: {exc}")], line
         return *self.layout.from_mapping(data), data
 

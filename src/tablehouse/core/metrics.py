@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -63,6 +63,11 @@ class Metrics:
         )
         self.ingested_rows = Counter(
             "tablehouse_ingested_rows", "Rows written by ingest", registry=self.registry
+        )
+        self.ingests_in_progress = Gauge(
+            "tablehouse_ingests_in_progress",
+            "Row loads under way, those still receiving their body included",
+            registry=self.registry,
         )
         self._pools = _Pools()
         self.registry.register(self._pools)

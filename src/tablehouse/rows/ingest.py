@@ -1,24 +1,28 @@
-"""Row ingest: stream the body, validate every row, write in batches, all or nothing."""
+"""Row ingest: read the spooled body, validate every row, write in batches, all or nothing."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import IO, Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tablehouse.datasets.models import Schema
-from tablehouse.errors import InvalidInput, InvalidRows
+from tablehouse.errors import InvalidRows
 from tablehouse.rows.layout import Layout, Problems
-from tablehouse.rows.parsing import NotJson, body_format, csv_rows, json_rows, limited, ndjson_rows
+from tablehouse.rows.parsing import NotJson, body_format, csv_rows, json_values, ndjson_rows
 from tablehouse.rows.schemas import IngestReport, OnInvalid, RowProblem
+from tablehouse.rows.spool import chunks_of
 from tablehouse.rows.writer import OnConflict, Record, Writer
 
 Converted = tuple[Record | None, Problems]
 Run = tuple[int, list[Converted]]  # the index of the run's first row, and its rows
+# A run of a JSON array: at most this many rows, or about this much of the body.
+JSON_RUN_ROWS = 1000
+JSON_RUN_BYTES = 1024**2
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,21 +31,46 @@ class IngestOptions:
     on_invalid: OnInvalid = "error"
     batch_rows: int = 5000
     max_reported: int = 100
-    max_bytes: int = 1024**3
 
 
 async def converted_rows(
-    layout: Layout, chunks: AsyncIterator[bytes], content_type: str | None
+    layout: Layout, body: IO[bytes], content_type: str | None
 ) -> AsyncIterator[Run]:
     """The body's rows as records for the table (or the problems that stop them), in runs."""
     kind = body_format(content_type)
-    if kind == "csv":
-        async for converted in _csv(layout, chunks):
-            yield converted
-        return
+    if kind == "json":
+        runs = _json(layout, body)
+    elif kind == "csv":
+        runs = _csv(layout, chunks_of(body))
+    else:
+        runs = _ndjson(layout, chunks_of(body))
+    async for run in runs:
+        yield run
+
+
+async def _json(layout: Layout, body: IO[bytes]) -> AsyncIterator[Run]:
+    """Each run parsed and converted in a worker thread: a large array costs the event loop
+    nothing, and its memory is one run, not the whole document."""
+    values = json_values(body)
     index = 0
-    source = json_rows(chunks) if kind == "json" else ndjson_rows(chunks)
-    async for run in source:
+    while run := await asyncio.to_thread(_next_json_run, layout, values, body):
+        yield index, run
+        index += len(run)
+
+
+def _next_json_run(layout: Layout, values: Iterator[Any], body: IO[bytes]) -> list[Converted]:
+    start = body.tell()
+    run = []
+    for value in values:
+        run.append(layout.from_mapping(value))
+        if len(run) >= JSON_RUN_ROWS or body.tell() - start >= JSON_RUN_BYTES:
+            break
+    return run
+
+
+async def _ndjson(layout: Layout, chunks: AsyncIterator[bytes]) -> AsyncIterator[Run]:
+    index = 0
+    async for run in ndjson_rows(chunks):
         yield (
             index,
             [
@@ -62,13 +91,6 @@ async def _csv(layout: Layout, chunks: AsyncIterator[bytes]) -> AsyncIterator[Ru
             if not run:
                 continue
             reader = layout.text_reader(run[0])
-            if reader.unknown:
-                raise InvalidInput(
-                    f"unknown fields in the header: {', '.join(reader.unknown)}; "
-                    f"the dataset has {', '.join(layout.names)}",
-                    loc=("body", "header"),
-                    code="unknown_field",
-                )
             run = run[1:]
         convert = reader.convert
         yield index, [convert(cells) for cells in run]
@@ -79,17 +101,16 @@ async def ingest(
     session: AsyncSession,
     *,
     schema: Schema,
-    chunks: AsyncIterator[bytes],
+    body: IO[bytes],
     content_type: str | None,
     options: IngestOptions,
 ) -> IngestReport:
-    layout = Layout.of(schema)
+    layout = Layout.of(schema, storing_in=session.get_bind().dialect.name)
     writer = Writer(session, layout, options.on_conflict)
     batch = _Batch(writer, options.batch_rows)
     problems: list[RowProblem] = []
     problem_count = received = 0
     try:
-        body = limited(chunks, options.max_bytes)
         async for first, run in converted_rows(layout, body, content_type):
             received += len(run)
             for index, (record, issues) in enumerate(run, start=first):

@@ -3,6 +3,7 @@ dataset (and kept for the requests that follow)."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -14,6 +15,7 @@ from sqlalchemy import ColumnElement, Select, Table, and_, bindparam, select
 from tablehouse.datasets import ddl
 from tablehouse.datasets.models import Schema
 from tablehouse.datasets.schemas import FieldSpec
+from tablehouse.errors import InvalidInput
 from tablehouse.rows.quick import compile_text_row
 from tablehouse.rows.values import Converter, InvalidValue, converter
 
@@ -32,6 +34,8 @@ CACHED_LAYOUTS = 512
 class Layout:
     fields: list[FieldSpec]
     table: Table
+    # The backend (dialect name) converted values are stored in; None: only compared.
+    storing_in: str | None = None
     names: list[str] = field(init=False)
     by_name: dict[str, FieldSpec] = field(init=False)
     key: list[str] = field(init=False)
@@ -49,8 +53,13 @@ class Layout:
         set_(self, "names", [f.name for f in self.fields])
         set_(self, "by_name", {f.name: f for f in self.fields})
         set_(self, "key", [f.name for f in self.fields if f.primary_key])
-        set_(self, "json_converters", [converter(f) for f in self.fields])
-        set_(self, "text_converters", [converter(f, from_text=True) for f in self.fields])
+        storing_in = self.storing_in
+        set_(self, "json_converters", [converter(f, storing_in=storing_in) for f in self.fields])
+        set_(
+            self,
+            "text_converters",
+            [converter(f, from_text=True, storing_in=storing_in) for f in self.fields],
+        )
         set_(
             self,
             "_json_plan",
@@ -64,14 +73,17 @@ class Layout:
         set_(self, "checked_by_key", _checked(self.table, matches) if matches else None)
 
     @classmethod
-    def of(cls, schema: Schema) -> Layout:
+    def of(cls, schema: Schema, *, storing_in: str | None = None) -> Layout:
         """The layout of ``schema`` as it is now. Shared by every request that sees the same
         table and fields (a layout is never changed once made): building one means
         validating every field, compiling converters and a table, so it is done once per
         version of a dataset rather than once per request. Keyed by the fields themselves,
         not the version number, so a version seen inside a transaction that was then rolled
-        back can never stand in for another with the same number."""
-        return _layout(schema.table_name, orjson.dumps(schema.fields))
+        back can never stand in for another with the same number.
+
+        ``storing_in``: the backend (dialect name) the converted values are written to;
+        leave it out for values that are only compared (filters, keys, cursors)."""
+        return _layout(schema.table_name, orjson.dumps(schema.fields), storing_in)
 
     def missing(self, spec: FieldSpec) -> Any:
         """The value of a field the client left out: its default, null, or an error."""
@@ -120,6 +132,8 @@ class Layout:
             raise InvalidValue("may not be null")
 
     def text_reader(self, header: Sequence[str]) -> TextRecords:
+        """Converts the records under ``header``; 422 when it names an unknown field or
+        one field twice (which of the two cells would be meant?)."""
         return TextRecords(self, header)
 
 
@@ -129,14 +143,16 @@ class TextRecords:
     def __init__(self, layout: Layout, header: Sequence[str]) -> None:
         self.layout = layout
         names = [name.strip() for name in header]
-        self.unknown = [name for name in names if name not in layout.by_name]
+        _check_header(layout, names)
         position = {name: index for index, name in enumerate(names)}
         self.plan = [
             (spec, convert, position.get(spec.name))
             for spec, convert in zip(layout.fields, layout.text_converters, strict=True)
         ]
         self.width = len(names)
-        self.quick = compile_text_row(layout.fields, position, layout.missing)
+        self.quick = compile_text_row(
+            layout.fields, position, layout.missing, storing_in=layout.storing_in
+        )
 
     def convert(self, cells: Sequence[str]) -> tuple[tuple[Any, ...] | None, Problems]:
         if len(cells) == self.width:
@@ -165,6 +181,25 @@ class TextRecords:
         return (None, problems) if problems else (tuple(values), NO_PROBLEMS)
 
 
+def _check_header(layout: Layout, names: Sequence[str]) -> None:
+    unknown = [name for name in names if name not in layout.by_name]
+    if unknown:
+        raise InvalidInput(
+            f"unknown fields in the header: {', '.join(unknown)}; "
+            f"the dataset has {', '.join(layout.names)}",
+            loc=("body", "header"),
+            code="unknown_field",
+        )
+    repeated = [name for name, count in Counter(names).items() if count > 1]
+    if repeated:
+        raise InvalidInput(
+            f"the header names {', '.join(map(repr, repeated))} more than once; "
+            "name each field at most once",
+            loc=("body", "header"),
+            code="repeated_field",
+        )
+
+
 def _checked(table: Table, matches: list[ColumnElement[bool]]) -> Select[Any]:
     catalog = Schema.__table__
     return (
@@ -175,6 +210,6 @@ def _checked(table: Table, matches: list[ColumnElement[bool]]) -> Select[Any]:
 
 
 @lru_cache(maxsize=CACHED_LAYOUTS)
-def _layout(table_name: str, fields_json: bytes) -> Layout:
+def _layout(table_name: str, fields_json: bytes, storing_in: str | None) -> Layout:
     fields = [FieldSpec.model_validate(f) for f in orjson.loads(fields_json)]
-    return Layout(fields=fields, table=ddl.table(table_name, fields))
+    return Layout(fields=fields, table=ddl.table(table_name, fields), storing_in=storing_in)

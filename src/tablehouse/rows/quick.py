@@ -23,7 +23,11 @@ def _required() -> Any:
 
 
 def compile_text_row(
-    fields: Sequence[FieldSpec], positions: Mapping[str, int], missing: Callable[[FieldSpec], Any]
+    fields: Sequence[FieldSpec],
+    positions: Mapping[str, int],
+    missing: Callable[[FieldSpec], Any],
+    *,
+    storing_in: str | None = None,
 ) -> RowConverter:
     namespace: dict[str, Any] = {"required": _required}
     parts: list[str] = []
@@ -37,7 +41,7 @@ def compile_text_row(
             else:
                 parts.append(f"k{n}")
             continue
-        namespace[f"f{n}"] = fast_text_converter(spec)
+        namespace[f"f{n}"] = fast_text_converter(spec, storing_in=storing_in)
         if spec.type == "string" and not spec.is_nullable:
             parts.append(f"f{n}(cells[{index}])")
         else:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Path, Query, Request, status
+from fastapi import APIRouter, Body, Path, Query, Request, Response, status
+from pydantic import BaseModel
+from pydantic_core import PydanticSerializationError, to_json
 
 from tablehouse.api.dependencies import SessionDep
 from tablehouse.api.paths import API_PREFIX
@@ -45,9 +48,22 @@ Cursor = Annotated[str | None, Query(description="The 'next' of the previous pag
 Count = Annotated[CountMode | None, Query(description="Also count the matching rows (all pages)")]
 
 
+def _as_json(content: BaseModel | dict[str, Any]) -> Response:
+    """``content`` written as FastAPI would write it. A json value stored before nesting was
+    limited (MAX_JSON_DEPTH) can be deeper than pydantic-core writes: the standard library's
+    encoder goes deeper, so such a row still reads rather than failing every page with it."""
+    try:
+        body = to_json(content)
+    except PydanticSerializationError:
+        plain = dict(content)  # a model's fields, or a row; the values are JSON already
+        body = json.dumps(plain, ensure_ascii=False, separators=(",", ":")).encode()
+    return Response(body, media_type="application/json")
+
+
 @router.get(
     "/{name}/rows",
     summary="Rows: filter with ?field=op.value (eq neq lt lte gt gte like ilike in is)",
+    response_model=RowPage,
     responses=errors(400),
 )
 async def list_rows(
@@ -61,7 +77,7 @@ async def list_rows(
     cursor: Cursor = None,
     count: Count = None,
     owner: OwnerQuery = None,
-) -> RowPage:
+) -> Response:
     query = ReadRequest(
         params=request.query_params.multi_items(),
         order=order,
@@ -70,25 +86,32 @@ async def list_rows(
         cursor=cursor,
         count=count,
     )
-    return await datasets.read(
+    page = await datasets.read(
         session,
         caller=caller,
         name=name,
         owner_id=owner,
         reader=lambda schema: reading.list_rows(session, schema=schema, request=query),
     )
+    return _as_json(page)
 
 
-@router.get("/{name}/rows/{key:path}", summary="One row by its primary key")
+@router.get(
+    "/{name}/rows/{key:path}",
+    summary="One row by its primary key",
+    response_model=dict[str, Any],
+)
 async def read_row(
     name: str, key: Key, caller: ReadAccess, session: SessionDep, owner: OwnerQuery = None
-) -> dict[str, Any]:
-    return await records.read_one(session, caller=caller, name=name, owner_id=owner, key=key)
+) -> Response:
+    row = await records.read_one(session, caller=caller, name=name, owner_id=owner, key=key)
+    return _as_json(row)
 
 
 @router.patch(
     "/{name}/rows/{key:path}",
     summary="Change some fields of one row",
+    response_model=dict[str, Any],
     responses={**WITH_BODY, **errors(409)},
 )
 async def update_row(
@@ -104,9 +127,9 @@ async def update_row(
     caller: WriteAccess,
     session: SessionDep,
     owner: OwnerQuery = None,
-) -> dict[str, Any]:
+) -> Response:
     schema = await datasets.load(session, caller=caller, name=name, owner_id=owner, lock="share")
-    return await records.patch(session, schema=schema, key=key, changes=changes)
+    return _as_json(await records.patch(session, schema=schema, key=key, changes=changes))
 
 
 @router.delete(

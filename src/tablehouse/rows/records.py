@@ -133,7 +133,7 @@ async def get(session: AsyncSession, *, schema: Schema, key: str) -> dict[str, A
 
 async def patch(session: AsyncSession, *, schema: Schema, key: str, changes: Any) -> dict[str, Any]:
     """Set the fields in ``changes`` (a JSON object), checked as ingest checks them."""
-    layout = Layout.of(schema)
+    layout = Layout.of(schema, storing_in=session.get_bind().dialect.name)
     match = _match(layout, key)
     values = _checked_changes(layout, changes)
     statement = (
