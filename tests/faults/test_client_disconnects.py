@@ -102,8 +102,8 @@ async def _hang_up_in_waves(http: httpx.AsyncClient, base_url: str, authorizatio
 
 def _hang_ups(authorization: str) -> itertools.cycle[tuple[bytes, int]]:
     """Requests, and how many of their bytes to send before hanging up: an ingest cut off
-    inside its body (its connection is held, with a lock on the dataset, while the body
-    streams), a whole ingest, and a query."""
+    inside its body (with a load slot held while the body is spooled), a whole ingest, and
+    a query."""
     rows = orjson.dumps(event_rows(range(10**6, 10**6 + 50), client=1))
     ingest = _request(INGEST, authorization, rows)
     query = _request(QUERY, authorization, orjson.dumps({"sql": "SELECT count(*) FROM numbers"}))

@@ -84,35 +84,43 @@ class _GuardedRequest:
     def __init__(self, app: ASGIApp, limit: BodyLimit, pace: Pace) -> None:
         self.app, self.limit, self.pace = app, limit, pace
         self.received = 0
-        self.started: float | None = None
+        self.first_read: float | None = None
         self.complete = False
         self.refusal: TablehouseError | None = None
-        self.answered = False
+        self.response_started = False  # by the app, before any refusal
+        self.replaced = False  # the refusal went out in place of the app's answer
 
     async def run(self, scope: Scope, receive: Receive, send: Send) -> None:
         async def guarded_receive() -> Message:
             return await self._receive(receive)
 
         async def send_unless_refused(message: Message) -> None:
-            if self.refusal is None:
-                await send(message)
-            elif not self.answered:  # the app's answer to the refusal: ours instead
-                self.answered = True
-                await _answer(send, self.refusal)
+            if self.replaced:
+                return
+            if self.refusal is not None and not self.response_started:
+                await self._replace(send)
+                return
+            self.response_started |= message["type"] == "http.response.start"
+            await send(message)
 
         try:
             await self.app(scope, guarded_receive, send_unless_refused)
         except Exception:
-            if self.refusal is None or self.answered:
+            if self.refusal is None or self.response_started:
                 raise
-            self.answered = True
-            await _answer(send, self.refusal)
+            if not self.replaced:  # the app gave up without an answer
+                await self._replace(send)
+
+    async def _replace(self, send: Send) -> None:
+        assert self.refusal is not None
+        self.replaced = True
+        await _answer(send, self.refusal)
 
     async def _receive(self, receive: Receive) -> Message:
         if self.complete:  # the body is in: the app may wait for a disconnect, unbounded
             return await receive()
-        if self.started is None:
-            self.started = time.monotonic()
+        if self.first_read is None:
+            self.first_read = time.monotonic()
         try:
             async with asyncio.timeout(self.pace.read_timeout):
                 message = await receive()
@@ -130,8 +138,8 @@ class _GuardedRequest:
         return message
 
     def _too_slow(self) -> bool:
-        assert self.started is not None
-        elapsed = time.monotonic() - self.started
+        assert self.first_read is not None
+        elapsed = time.monotonic() - self.first_read
         return elapsed > self.pace.grace and self.received < self.pace.min_rate * elapsed
 
     def _refuse(self, error: TablehouseError) -> TablehouseError:
@@ -142,7 +150,8 @@ class _GuardedRequest:
 def _content_length(scope: Scope) -> int | None:
     for name, value in scope["headers"]:
         if name == b"content-length":
-            return int(value) if value.isdigit() else None
+            # 20 digits are past any limit; more would only cost int() (or exceed its limit).
+            return int(value[:20]) if value.isdigit() else None
     return None
 
 
