@@ -32,6 +32,7 @@ class Analysis:
     tree: exp.Expression  # the checked tree; never mutated after analyse() returns
     tables: frozenset[str]  # dataset names as written (identifier text, case kept)
     parameters: tuple[str, ...]  # named parameters in order of first appearance, each once
+    ctes: frozenset[str]  # names of its common table expressions, ASCII lower case
 
 
 def analyse(sql: str, backend: Backend) -> Analysis:
@@ -53,6 +54,7 @@ def _analyse(sql: str, backend: Backend) -> Analysis:
         tree=tree,
         tables=frozenset(table.name for table in datasets),
         parameters=_parameters(tree),
+        ctes=frozenset(ascii_lower(cte.alias) for cte in tree.find_all(exp.CTE)),
     )
 
 

@@ -120,6 +120,7 @@ async def plan(
         tables={source.table_name: source.name for source in sources.values()},
         identity=written,
         owner_id=caller.user.id if sources else None,
+        ctes=analysis.ctes,
     )
     return Plan(
         statement=statement,
