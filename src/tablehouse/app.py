@@ -32,7 +32,9 @@ from tablehouse.core.passwords import Passwords
 from tablehouse.core.security import jwt_signing_secret
 from tablehouse.core.tokens import TokenCodec
 from tablehouse.errors import TablehouseError
+from tablehouse.query import statements
 from tablehouse.query.privileges import check_query_role, check_role_creation
+from tablehouse.query.router import document_limits
 from tablehouse.routes import include_routers
 
 # Net allocations between two collections of the youngest generation. At Python's 700 it ran
@@ -72,6 +74,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(StartupFailureMiddleware)
     install_error_handlers(app)
     include_routers(app)
+    document_limits(app, settings)
     return app
 
 
@@ -141,6 +144,8 @@ async def _start(
             what="queries per user",
             code="too_many_concurrent_queries",
         ),
+        query_statements=statements.statement_cache(settings),
+        query_check_threads=statements.check_threads(),
         events=analytics.writer if analytics is not None else LoggingEventSink(),
         metrics=metrics,
     )

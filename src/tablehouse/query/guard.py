@@ -20,9 +20,9 @@ from sqlglot import exp
 
 from tablehouse.errors import QueryRefused
 from tablehouse.query.checks import MAX_GENERATED_SIZE, StatementChecks, ascii_lower
-from tablehouse.query.parsing import Backend, generate, parse
+from tablehouse.query.parsing import Backend, Budget, Clock, generate, parse
 
-__all__ = ["MAX_GENERATED_SIZE", "Analysis", "Backend", "analyse", "render"]
+__all__ = ["MAX_GENERATED_SIZE", "Analysis", "Backend", "Budget", "analyse", "render"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,19 +33,22 @@ class Analysis:
     tables: frozenset[str]  # dataset names as written (identifier text, case kept)
     parameters: tuple[str, ...]  # named parameters in order of first appearance, each once
     ctes: frozenset[str]  # names of its common table expressions, ASCII lower case
+    nodes: int  # how many nodes its tree has, which the memory it takes follows
 
 
-def analyse(sql: str, backend: Backend) -> Analysis:
-    """Parse ``sql`` in the backend's dialect and check it, or raise :class:`QueryRefused`."""
+def analyse(sql: str, backend: Backend, budget: Budget | None = None) -> Analysis:
+    """Parse ``sql`` in the backend's dialect and check it, or raise :class:`QueryRefused`;
+    refused as well when it has more tokens, or takes more CPU time, than ``budget`` allows
+    (from the moment this is called, on the calling thread)."""
     try:
-        return _analyse(sql, backend)
+        return _analyse(sql, backend, Clock(budget))
     except RecursionError:  # sqlglot parses and renders recursively
         raise QueryRefused("the query is nested too deeply", code="syntax_error") from None
 
 
-def _analyse(sql: str, backend: Backend) -> Analysis:
-    guard = StatementChecks(sql, backend)
-    tree = guard.check(parse(sql, backend))
+def _analyse(sql: str, backend: Backend, clock: Clock) -> Analysis:
+    guard = StatementChecks(sql, backend, clock)
+    tree = guard.check(parse(sql, backend, clock))
     datasets = _dataset_tables(tree, guard.backend)
     for table in datasets:
         guard.check_dataset_name(table)
@@ -55,6 +58,7 @@ def _analyse(sql: str, backend: Backend) -> Analysis:
         tables=frozenset(table.name for table in datasets),
         parameters=_parameters(tree),
         ctes=frozenset(ascii_lower(cte.alias) for cte in tree.find_all(exp.CTE)),
+        nodes=guard.nodes,
     )
 
 

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header
+from fastapi import APIRouter, Depends, FastAPI, Header
 from fastapi.responses import Response, StreamingResponse
 
 from tablehouse.api.dependencies import RuntimeDep, SessionDep, reads_only
 from tablehouse.api.paths import API_PREFIX
 from tablehouse.api.responses import AUTHENTICATED, WITH_BODY, errors
 from tablehouse.auth.dependencies import QueryAccess
+from tablehouse.config import Settings
 from tablehouse.query import service
 from tablehouse.query.schemas import QueryRequest, QueryResult
 
@@ -29,6 +30,8 @@ async def get_target(runtime: RuntimeDep) -> service.QueryTarget:
         runtime.query_engine,
         slots=runtime.query_slots,
         events=runtime.events,
+        statements=runtime.query_statements,
+        check_threads=runtime.query_check_threads,
         on_session_connection=not settings.database_read_url,
     )
 
@@ -78,3 +81,19 @@ async def run_query(
     )
     media_type = "text/csv; charset=utf-8" if form == "csv" else "application/x-ndjson"
     return StreamingResponse(chunks, media_type=media_type, headers={"X-Query-Id": str(query_id)})
+
+
+def document_limits(app: FastAPI, settings: Settings) -> None:
+    """The OpenAPI document gives the longest SQL this server takes (QUERY_MAX_SQL_LENGTH),
+    a setting the request model cannot know."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        document = build()  # kept by FastAPI as app.openapi_schema
+        request = document["components"]["schemas"][QueryRequest.__name__]
+        request["properties"]["sql"]["maxLength"] = settings.query_max_sql_length
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]

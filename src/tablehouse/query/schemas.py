@@ -7,6 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from tablehouse.config import SQL_LENGTH_CEILING
+
 # A parameter's value: JSON scalars only. Strings are converted to the type the statement
 # expects where the database says (dates, times, UUIDs, numbers).
 ParameterValue = str | int | float | bool | None
@@ -29,9 +31,12 @@ class QueryRequest(BaseModel):
 
     sql: str = Field(
         min_length=1,
-        max_length=100_000,
+        # QUERY_MAX_SQL_LENGTH is checked by the service and shown here in the OpenAPI
+        # document (query.router.document_limits); this is only the ceiling it may be set to.
+        max_length=SQL_LENGTH_CEILING,
         description="One read-only statement (SELECT, WITH, UNION/INTERSECT/EXCEPT) that names "
-        "your datasets as you named them; parameters are written :name",
+        "your datasets as you named them; parameters are written :name. At most "
+        "QUERY_MAX_SQL_LENGTH characters and QUERY_MAX_SQL_TOKENS tokens",
     )
     params: dict[str, ParameterValue] = Field(
         default_factory=dict, description="A value for each :name parameter in the statement"
