@@ -55,3 +55,16 @@ def test_a_budget_of_nothing_keeps_nothing() -> None:
 
     assert cache.get("a") is None
     assert (len(cache), cache.size) == (0, 0)
+
+
+def test_each_value_let_go_of_is_handed_to_dropped() -> None:
+    dropped: list[str] = []
+    cache: SizedCache[str, str] = SizedCache(max_bytes=100, max_entries=2, dropped=dropped.append)
+    cache.put("a", "A", 10)
+    cache.put("b", "B", 10)
+    cache.put("c", "C", 10)  # past the count: "a" goes
+    cache.put("b", "B2", 10)  # replaced
+    cache.put("huge", "H", 101)  # never kept
+
+    assert dropped == ["A", "B", "H"]
+    assert (cache.get("b"), cache.get("c")) == ("B2", "C")

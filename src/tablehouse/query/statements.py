@@ -42,7 +42,15 @@ def statement_cache(settings: Settings) -> StatementCache:
     return SizedCache(
         max_bytes=settings.query_statement_cache_bytes,
         max_entries=settings.query_statement_cache_entries,
+        dropped=_release,
     )
+
+
+def _release(value: object) -> None:
+    """A tree let go of is freed at once rather than at the collector's next full pass. A
+    request still holding it only copies it (render), which reads no parent links."""
+    if isinstance(value, guard.Analysis):
+        guard.release(value.tree)
 
 
 def check_threads() -> CapacityLimiter:
