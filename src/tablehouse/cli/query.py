@@ -93,7 +93,7 @@ async def _answer(settings: Settings, email: str, body: dict[str, Any]) -> dict[
         queries,
         slots=ConcurrencyLimit(1, what="queries", code="too_many_concurrent_queries"),
         events=LoggingEventSink(),
-        statements=statements.statement_cache(settings),
+        statement_cache=statements.statement_cache(settings),
         check_threads=statements.check_threads(),
         on_session_connection=not replica,
     )

@@ -17,12 +17,12 @@ from tablehouse.config import Settings
 from tablehouse.core.events import EventSink
 from tablehouse.core.limits import ConcurrencyLimit
 from tablehouse.errors import BadRequest, InvalidInput, Location, TablehouseError
-from tablehouse.query import catalog, guard, results, statements
+from tablehouse.query import catalog, guard, results
 from tablehouse.query.execution import Backend, Statement, open_cursor
 from tablehouse.query.postgres import PostgresBackend
 from tablehouse.query.schemas import QueryRequest
 from tablehouse.query.sqlite import SqliteBackend
-from tablehouse.query.statements import Checker
+from tablehouse.query.statements import Checker, StatementCache
 from tablehouse.query.tracking import logged
 
 StreamFormat = Literal["csv", "ndjson"]
@@ -58,7 +58,7 @@ def target_for(
     *,
     slots: ConcurrencyLimit,
     events: EventSink,
-    statements: statements.StatementCache,
+    statement_cache: StatementCache,
     check_threads: CapacityLimiter,
     on_session_connection: bool = False,
 ) -> QueryTarget:
@@ -81,7 +81,7 @@ def target_for(
         slots=slots,
         events=events,
         checker=Checker(
-            statements,
+            statement_cache,
             check_threads,
             guard.Budget(
                 max_tokens=settings.query_max_sql_tokens, cpu_ms=settings.query_check_timeout_ms
