@@ -179,6 +179,19 @@ async def test_statement_cache_never_holds_more_than_its_byte_budget(settings: S
         assert 2 <= len(cache) < 10
 
 
+async def test_queries_run_with_no_statement_cache(settings: Settings) -> None:
+    """A tree the cache lets go of at once is freed while the request still renders it
+    (from a copy, which reads no parent links)."""
+    sql = "WITH c AS (SELECT :a + 1 AS x) SELECT x, x * :a FROM c WHERE x > :a"
+    async with serving(settings, query_statement_cache_bytes=0) as (runtime, http):
+        first = await query(http, {}, sql, params={"a": 2})
+        again = await query(http, {}, sql, params={"a": 3})
+
+        assert len(runtime.query_statements) == 0
+    assert first.json()["rows"] == [[3, 6]], first.text
+    assert again.json()["rows"] == [[4, 12]], again.text
+
+
 SHAPES = {
     "or chain": or_chain(3000),
     "in list": in_list(5000),
