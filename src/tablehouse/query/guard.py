@@ -29,7 +29,9 @@ __all__ = ["MAX_GENERATED_SIZE", "Analysis", "Backend", "Budget", "analyse", "re
 class Analysis:
     """A statement that passed every check that does not depend on who asks."""
 
-    tree: exp.Expression  # the checked tree; never mutated after analyse() returns
+    # The checked tree; never mutated after analyse() returns, but for its parent links,
+    # cleared by release() once it is dropped (render() copies it, which reads none).
+    tree: exp.Expression
     tables: frozenset[str]  # dataset names as written (identifier text, case kept)
     parameters: tuple[str, ...]  # named parameters in order of first appearance, each once
     ctes: frozenset[str]  # names of its common table expressions, ASCII lower case

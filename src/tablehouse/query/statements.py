@@ -2,9 +2,10 @@
 that takes long to parse never stalls the event loop, and what it decided (an analysis or a
 refusal) and each rendering are kept in a cache bounded by bytes and by count.
 
-sqlglot is pure Python, so a checking thread still holds the GIL while it works; the event
-loop gets its turn at each switch interval (5 ms). At most ``threads`` checks run at once
-in a process, so however many arrive, the loop competes with a bounded number of them.
+sqlglot is pure Python, so a checking thread still holds the GIL while it works; it lets go
+every few dozen parser steps (parsing.Clock), and the loop gets its turn. At most
+CHECKS_AT_ONCE checks run at once in a process, so however many arrive, the loop competes
+with a bounded number of them.
 """
 
 from __future__ import annotations
