@@ -34,6 +34,7 @@ from tablehouse.core.passwords import Passwords
 from tablehouse.core.security import jwt_signing_secret
 from tablehouse.core.tokens import TokenCodec
 from tablehouse.errors import TablehouseError
+from tablehouse.query import statements
 from tablehouse.query.privileges import check_query_role, check_role_creation
 from tablehouse.query.schemas import state_limits
 from tablehouse.routes import include_routers
@@ -178,6 +179,8 @@ async def _start(
             what="row loads per user (MAX_CONCURRENT_INGESTS_PER_USER)",
             code="too_many_ingests",
         ),
+        query_statements=statements.statement_cache(settings),
+        query_check_threads=statements.check_threads(),
         events=analytics.writer if analytics is not None else LoggingEventSink(),
         metrics=metrics,
     )

@@ -26,6 +26,8 @@ from tablehouse.errors import SettingsError
 
 ENV_PREFIX = "TABLEHOUSE_"
 MIN_JWT_SECRET_BYTES = 32
+# The longest SQL text QUERY_MAX_SQL_LENGTH may allow; the request schema's hard ceiling.
+SQL_LENGTH_CEILING = 1_000_000
 
 Environment = Literal["development", "production", "test"]
 LogFormat = Literal["auto", "json", "console"]
@@ -90,6 +92,19 @@ class Settings(BaseSettings):
     query_max_concurrent_per_user: Annotated[
         int, _env("QUERY_MAX_CONCURRENT_PER_USER", ge=1, le=10_000)
     ] = 4
+    # What checking one statement may cost, before and while the guard parses it.
+    query_max_sql_length: Annotated[
+        int, _env("QUERY_MAX_SQL_LENGTH", ge=1, le=SQL_LENGTH_CEILING)
+    ] = 32_768
+    query_max_sql_tokens: Annotated[int, _env("QUERY_MAX_SQL_TOKENS", ge=1, le=1_000_000)] = 8192
+    query_check_timeout_ms: Annotated[int, _env("QUERY_CHECK_TIMEOUT_MS", ge=1, le=600_000)] = 2000
+    # Checked statements kept per process: a bound on their estimated memory and on their count.
+    query_statement_cache_bytes: Annotated[int, _env("QUERY_STATEMENT_CACHE_BYTES", ge=0)] = (
+        64 * 1024**2
+    )
+    query_statement_cache_entries: Annotated[
+        int, _env("QUERY_STATEMENT_CACHE_ENTRIES", ge=0, le=1_000_000)
+    ] = 2048
     query_database_role: Annotated[
         str, _env("QUERY_DATABASE_ROLE", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
     ] = "tablehouse_query"

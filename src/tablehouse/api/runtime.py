@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass
 from datetime import timedelta
 
+from anyio import CapacityLimiter
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tablehouse.config import Settings
+from tablehouse.core.cache import SizedCache
 from tablehouse.core.database import SessionFactory
 from tablehouse.core.events import EventSink
 from tablehouse.core.limits import ConcurrencyLimit
@@ -32,6 +35,10 @@ class Runtime:
     query_engine: AsyncEngine
     query_slots: ConcurrencyLimit
     ingest_slots: ConcurrencyLimit  # per user: a load waits for its body with a slot held
+    # Checked statements (the query domain's; see query.statements) and the threads that
+    # check them.
+    query_statements: SizedCache[Hashable, object]
+    query_check_threads: CapacityLimiter
     events: EventSink
     metrics: Metrics
 

@@ -78,7 +78,7 @@ async def _answer(settings: Settings, email: str, body: dict[str, Any]) -> dict[
     from tablehouse.core.database import create_read_engine, create_session_factory, uow
     from tablehouse.core.events import LoggingEventSink
     from tablehouse.core.limits import ConcurrencyLimit
-    from tablehouse.query import service
+    from tablehouse.query import service, statements
     from tablehouse.query.schemas import QueryRequest
 
     try:
@@ -93,6 +93,8 @@ async def _answer(settings: Settings, email: str, body: dict[str, Any]) -> dict[
         queries,
         slots=ConcurrencyLimit(1, what="queries", code="too_many_concurrent_queries"),
         events=LoggingEventSink(),
+        statement_cache=statements.statement_cache(settings),
+        check_threads=statements.check_threads(),
         on_session_connection=not replica,
     )
     try:

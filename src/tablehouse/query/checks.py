@@ -10,7 +10,7 @@ from sqlglot.errors import UnsupportedError
 
 from tablehouse.errors import QueryRefused
 from tablehouse.query import functions, sizes
-from tablehouse.query.parsing import DIALECTS, Backend, generate, refused_at, start_of
+from tablehouse.query.parsing import DIALECTS, Backend, Clock, generate, refused_at, start_of
 
 # The most characters or bytes one call of repeat/lpad/rpad/randomblob/zeroblob may build.
 MAX_GENERATED_SIZE = sizes.MAX_GENERATED_SIZE
@@ -119,14 +119,18 @@ _PARAMETER_MARKS = frozenset("$@:?#")
 class StatementChecks:
     """The checks for one parsed statement, with its text at hand so refusals can point into it."""
 
-    def __init__(self, sql: str, backend: Backend) -> None:
+    def __init__(self, sql: str, backend: Backend, clock: Clock | None = None) -> None:
         self.sql = sql
         self.backend = backend
+        self.clock = clock or Clock(None)
+        self.nodes = 0  # in the tree checked, which its memory follows
 
     def check(self, tree: exp.Expr) -> exp.Expression:
         if not isinstance(tree, _QUERIES):
             raise self.not_read_only(tree)
         for node in tree.walk():
+            self.nodes += 1
+            self.clock.tick()
             self.check_node(node)
         self.check_sizes(tree)
         return tree

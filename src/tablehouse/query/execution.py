@@ -38,6 +38,8 @@ class Statement:
     # Whose datasets it reads; None when it reads none. PostgreSQL runs it as that owner's
     # role, which may read that owner's tables only.
     owner_id: uuid.UUID | None = None
+    # Names of the statement's common table expressions, lower case (see sqlite.authorizer).
+    ctes: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)

@@ -235,6 +235,7 @@ JSON = _group(
         "to_jsonb",
         # Table-valued: they read only the value they are given.
         "json_each",
+        "json_tree",  # SQLite
         "jsonb_each",
         "json_array_elements",
         "jsonb_array_elements",

@@ -20,31 +20,45 @@ from sqlglot import exp
 
 from tablehouse.errors import QueryRefused
 from tablehouse.query.checks import MAX_GENERATED_SIZE, StatementChecks, ascii_lower
-from tablehouse.query.parsing import Backend, generate, parse
+from tablehouse.query.parsing import Backend, Budget, Clock, generate, parse
 
-__all__ = ["MAX_GENERATED_SIZE", "Analysis", "Backend", "analyse", "render"]
+__all__ = ["MAX_GENERATED_SIZE", "Analysis", "Backend", "Budget", "analyse", "render"]
 
 
 @dataclass(frozen=True, slots=True)
 class Analysis:
     """A statement that passed every check that does not depend on who asks."""
 
-    tree: exp.Expression  # the checked tree; never mutated after analyse() returns
+    # The checked tree; never mutated after analyse() returns, but for its parent links,
+    # cleared by release() once it is dropped (render() copies it, which reads none).
+    tree: exp.Expression
     tables: frozenset[str]  # dataset names as written (identifier text, case kept)
     parameters: tuple[str, ...]  # named parameters in order of first appearance, each once
+    ctes: frozenset[str]  # names of its common table expressions, ASCII lower case
+    nodes: int  # how many nodes its tree has, which the memory it takes follows
 
 
-def analyse(sql: str, backend: Backend) -> Analysis:
-    """Parse ``sql`` in the backend's dialect and check it, or raise :class:`QueryRefused`."""
+def analyse(sql: str, backend: Backend, budget: Budget | None = None) -> Analysis:
+    """Parse ``sql`` in the backend's dialect and check it, or raise :class:`QueryRefused`;
+    refused as well when it has more tokens, or takes more CPU time, than ``budget`` allows
+    (from the moment this is called, on the calling thread)."""
     try:
-        return _analyse(sql, backend)
+        return _analyse(sql, backend, Clock(budget))
     except RecursionError:  # sqlglot parses and renders recursively
         raise QueryRefused("the query is nested too deeply", code="syntax_error") from None
 
 
-def _analyse(sql: str, backend: Backend) -> Analysis:
-    guard = StatementChecks(sql, backend)
-    tree = guard.check(parse(sql, backend))
+def _analyse(sql: str, backend: Backend, clock: Clock) -> Analysis:
+    tree = parse(sql, backend, clock)
+    try:
+        return _checked(tree, StatementChecks(sql, backend, clock))
+    except QueryRefused:
+        release(tree)
+        raise
+
+
+def _checked(parsed: exp.Expr, guard: StatementChecks) -> Analysis:
+    tree = guard.check(parsed)
     datasets = _dataset_tables(tree, guard.backend)
     for table in datasets:
         guard.check_dataset_name(table)
@@ -53,6 +67,8 @@ def _analyse(sql: str, backend: Backend) -> Analysis:
         tree=tree,
         tables=frozenset(table.name for table in datasets),
         parameters=_parameters(tree),
+        ctes=frozenset(ascii_lower(cte.alias) for cte in tree.find_all(exp.CTE)),
+        nodes=guard.nodes,
     )
 
 
@@ -75,7 +91,18 @@ def render(analysis: Analysis, physical: Mapping[str, str], backend: Backend) ->
         numbers = {name: number for number, name in enumerate(analysis.parameters, start=1)}
         for placeholder in list(tree.find_all(exp.Placeholder)):
             placeholder.replace(exp.Parameter(this=exp.Literal.number(numbers[placeholder.name])))
-    return generate(tree, backend)
+    try:
+        return generate(tree, backend)
+    finally:
+        release(tree)
+
+
+def release(tree: exp.Expr) -> None:
+    """Frees a tree no longer used as soon as it is dropped. Each node points to its parent,
+    so a tree is garbage in cycles, which only the collector's rare full passes free: a few
+    statements of 60 KB left hundreds of MB waiting for one."""
+    for node in list(tree.walk()):
+        node.parent = None
 
 
 def _parameters(tree: exp.Expr) -> tuple[str, ...]:

@@ -3,8 +3,11 @@ positions kept for the nodes sqlglot leaves without one, so refusals can point i
 
 from __future__ import annotations
 
+import math
 import re
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 from sqlglot import Token, TokenType, exp
@@ -19,9 +22,47 @@ from tablehouse.errors import QueryRefused
 Backend = Literal["postgresql", "sqlite"]
 
 
-def parse(sql: str, backend: Backend) -> exp.Expr:
-    """The one statement in ``sql``, parsed, or QueryRefused (syntax, none, several)."""
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """What checking one statement may cost. sqlglot is pure Python: parsing, checking and
+    rendering take time and memory in proportion to the tokens, and hold the GIL."""
+
+    max_tokens: int  # QUERY_MAX_SQL_TOKENS
+    cpu_ms: int  # QUERY_CHECK_TIMEOUT_MS: CPU time of the thread that checks it
+
+
+class Clock:
+    """The CPU time one check has used, on the thread doing it (time spent waiting for the
+    GIL or for a worker thread does not count). Past the budget, the check is refused."""
+
+    EVERY = 64  # steps between two looks at the clock (a look costs about 2 µs)
+
+    def __init__(self, budget: Budget | None) -> None:
+        self.budget = budget
+        self._cpu_ms = budget.cpu_ms if budget is not None else 0
+        self._until = math.inf if budget is None else time.thread_time() + budget.cpu_ms / 1000
+        self._steps = 0
+
+    def tick(self) -> None:
+        self._steps += 1
+        if self._steps % self.EVERY:
+            return
+        # Lets other threads run: sleep(0) releases the GIL, so the event loop waits for a
+        # checking thread some 64 steps (about 1 ms), not a whole switch interval (5 ms).
+        time.sleep(0)
+        if time.thread_time() > self._until:
+            raise QueryRefused(
+                f"checking this query took more than {self._cpu_ms} ms "
+                "(QUERY_CHECK_TIMEOUT_MS); make it shorter or simpler",
+                code="query_too_complex",
+            )
+
+
+def parse(sql: str, backend: Backend, clock: Clock | None = None) -> exp.Expr:
+    """The one statement in ``sql``, parsed, or QueryRefused (syntax, none, several, too
+    many tokens or too long to parse for ``clock``'s budget)."""
     dialect, parser = DIALECTS[backend]
+    clock = clock or Clock(None)
     try:
         tokens = dialect.tokenize(sql)
     except TokenError as error:
@@ -31,6 +72,7 @@ def parse(sql: str, backend: Backend) -> exp.Expr:
             "syntax_error",
             _token_error_offset(error),
         ) from None
+    _check_token_count(tokens, clock.budget)
     statements = _split(tokens)
     if not statements:
         raise QueryRefused("the query is empty; send one SELECT statement", code="empty_query")
@@ -43,12 +85,21 @@ def parse(sql: str, backend: Backend) -> exp.Expr:
             column=column,
         )
     try:
-        tree = parser(dialect=dialect).parse(statements[0], sql)[0]
+        tree = parser(dialect=dialect, clock=clock).parse(statements[0], sql)[0]
     except ParseError as error:
         raise _syntax_error(error) from None
     if tree is None:
         raise QueryRefused("the query is empty; send one SELECT statement", code="empty_query")
     return tree
+
+
+def _check_token_count(tokens: list[Token], budget: Budget | None) -> None:
+    if budget is not None and len(tokens) > budget.max_tokens:
+        raise QueryRefused(
+            f"the query has {len(tokens)} tokens (words, numbers, operators); at most "
+            f"{budget.max_tokens} may be sent (QUERY_MAX_SQL_TOKENS)",
+            code="query_too_complex",
+        )
 
 
 def generate(tree: exp.Expr, backend: Backend) -> str:
@@ -111,11 +162,21 @@ def _token_error_offset(error: TokenError) -> int | None:
 
 
 class _Positions(Parser):
-    """Gives nodes sqlglot leaves without a position the position of their first token.
+    """Gives nodes sqlglot leaves without a position the position of their first token,
+    and looks at the check's clock as it moves from token to token.
 
-    Only error messages read them. These hooks are private to sqlglot: should a version
-    rename them, refusals lose their position for these nodes and nothing else changes.
+    Only error messages read the positions. These hooks are private to sqlglot: should a
+    version rename them, refusals lose their position for these nodes (or the parser its
+    time limit; the token count still bounds it) and nothing else changes.
     """
+
+    def __init__(self, *, dialect: Dialect, clock: Clock) -> None:
+        super().__init__(dialect=dialect)
+        self.clock = clock
+
+    def _advance(self, times: int = 1) -> None:
+        super()._advance(times)
+        self.clock.tick()
 
     def _parse_statement(self) -> exp.Expr | None:
         start = self._curr
@@ -176,7 +237,7 @@ def _stamped(token: Token, node: _Node) -> _Node:
     return node
 
 
-DIALECTS: dict[Backend, tuple[Dialect, type[Parser]]] = {
+DIALECTS: dict[Backend, tuple[Dialect, type[_Positions]]] = {
     "postgresql": (Dialect.get_or_raise("postgres"), _PostgresParser),
     "sqlite": (Dialect.get_or_raise("sqlite"), _SQLiteParser),
 }

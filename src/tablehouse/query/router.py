@@ -29,6 +29,8 @@ async def get_target(runtime: RuntimeDep) -> service.QueryTarget:
         runtime.query_engine,
         slots=runtime.query_slots,
         events=runtime.events,
+        statement_cache=runtime.query_statements,
+        check_threads=runtime.query_check_threads,
         on_session_connection=not settings.database_read_url,
     )
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tablehouse.config import Settings
+from tablehouse.config import SQL_LENGTH_CEILING, Settings
 
 # A parameter's value: JSON scalars only. Strings are converted to the type the statement
 # expects where the database says (dates, times, UUIDs, numbers).
@@ -31,9 +31,12 @@ class QueryRequest(BaseModel):
 
     sql: str = Field(
         min_length=1,
-        max_length=100_000,
+        # QUERY_MAX_SQL_LENGTH is checked by the service and shown here in the OpenAPI
+        # document (state_limits); this is only the ceiling it may be set to.
+        max_length=SQL_LENGTH_CEILING,
         description="One read-only statement (SELECT, WITH, UNION/INTERSECT/EXCEPT) that names "
-        "your datasets as you named them; parameters are written :name",
+        "your datasets as you named them; parameters are written :name. At most "
+        "QUERY_MAX_SQL_LENGTH characters and QUERY_MAX_SQL_TOKENS tokens",
     )
     params: dict[str, ParameterValue] = Field(
         default_factory=dict, description="A value for each :name parameter in the statement"
@@ -72,9 +75,11 @@ class QueryResult(BaseModel):
 
 
 def state_limits(document: dict[str, Any], settings: Settings) -> None:
-    """Put this server's QUERY_MAX_ROWS and QUERY_TIMEOUT_MS into its OpenAPI document as the
-    maximum of ``limit`` and ``timeout_ms``: the service refuses more (_check_limits)."""
+    """Put this server's QUERY_MAX_SQL_LENGTH, QUERY_MAX_ROWS and QUERY_TIMEOUT_MS into its
+    OpenAPI document as the most ``sql``, ``limit`` and ``timeout_ms`` may be: the service
+    refuses more (_check_limits), and the request model cannot know the settings."""
     properties = document["components"]["schemas"]["QueryRequest"]["properties"]
+    properties["sql"]["maxLength"] = settings.query_max_sql_length
     for name, maximum in (
         ("limit", settings.query_max_rows),
         ("timeout_ms", settings.query_timeout_ms),

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AbstractContextManager, ExitStack, asynccontextmanager
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Literal
 
+from anyio import CapacityLimiter
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from tablehouse.auth.principal import Principal
@@ -22,11 +22,10 @@ from tablehouse.query.execution import Backend, Statement, open_cursor
 from tablehouse.query.postgres import PostgresBackend
 from tablehouse.query.schemas import QueryRequest
 from tablehouse.query.sqlite import SqliteBackend
+from tablehouse.query.statements import Checker, StatementCache
 from tablehouse.query.tracking import logged
 
 StreamFormat = Literal["csv", "ndjson"]
-# Parsed statements are kept per process; repeated queries skip the parser.
-CACHED_STATEMENTS = 2048
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +33,7 @@ class Limits:
     timeout_ms: int
     max_rows: int
     max_bytes: int
+    max_sql_length: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +46,7 @@ class QueryTarget:
     limits: Limits
     slots: ConcurrencyLimit
     events: EventSink
+    checker: Checker
     # The request's own read connection may run the statement (no replica): one connection
     # per query instead of two, so concurrent queries cannot starve the pool.
     on_session_connection: bool = False
@@ -57,6 +58,8 @@ def target_for(
     *,
     slots: ConcurrencyLimit,
     events: EventSink,
+    statement_cache: StatementCache,
+    check_threads: CapacityLimiter,
     on_session_connection: bool = False,
 ) -> QueryTarget:
     backend: Backend
@@ -74,9 +77,17 @@ def target_for(
             timeout_ms=settings.query_timeout_ms,
             max_rows=settings.query_max_rows,
             max_bytes=settings.query_max_result_bytes,
+            max_sql_length=settings.query_max_sql_length,
         ),
         slots=slots,
         events=events,
+        checker=Checker(
+            statement_cache,
+            check_threads,
+            guard.Budget(
+                max_tokens=settings.query_max_sql_tokens, cpu_ms=settings.query_check_timeout_ms
+            ),
+        ),
         on_session_connection=on_session_connection,
     )
 
@@ -88,39 +99,31 @@ class Plan:
     timeout_ms: int
 
 
-@lru_cache(maxsize=CACHED_STATEMENTS)
-def _analysed(sql: str, dialect: guard.Backend) -> guard.Analysis:
-    return guard.analyse(sql, dialect)
-
-
-@lru_cache(maxsize=CACHED_STATEMENTS)
-def _rendered(sql: str, dialect: guard.Backend, sources: tuple[catalog.Source, ...]) -> str:
-    """Keyed by the SQL and the identity and version of each dataset it names, which also
-    pins the user: a dataset changed or made anew is rendered afresh."""
-    physical = {source.name: source.table_name for source in sources}
-    return guard.render(_analysed(sql, dialect), physical, dialect)
-
-
 async def plan(
     session: AsyncSession, *, caller: Principal, request: QueryRequest, target: QueryTarget
 ) -> Plan:
+    """The statement checked (off the event loop, within the budget) and rendered for the
+    caller's datasets. The caller holds a query slot: checks count against it too."""
     limits = target.limits
     _check_limits(request, limits)
-    analysis = _analysed(request.sql, target.dialect)
+    analysis = await target.checker.analysed(request.sql, target.dialect)
     _check_parameters(analysis.parameters, request.params)
     sources = await catalog.resolve(session, caller, analysis.tables)
-    # Rendering maps each name as written; the cache key carries the resolved datasets.
+    # Rendering maps each name as written; the cache key carries the resolved datasets,
+    # which also pins the user.
     written = tuple(
         catalog.Source(name, source.schema_id, source.version, source.table_name)
         for name, source in sorted(sources.items())
     )
+    physical = {source.name: source.table_name for source in written}
     statement = Statement(
-        sql=_rendered(request.sql, target.dialect, written),
+        sql=await target.checker.rendered(request.sql, analysis, target.dialect, physical, written),
         parameters=analysis.parameters,
         values=request.params,
         tables={source.table_name: source.name for source in sources.values()},
         identity=written,
         owner_id=caller.user.id if sources else None,
+        ctes=analysis.ctes,
     )
     return Plan(
         statement=statement,
@@ -131,6 +134,14 @@ async def plan(
 
 def _check_limits(request: QueryRequest, limits: Limits) -> None:
     problems: list[tuple[Location, str, str]] = []
+    if len(request.sql) > limits.max_sql_length:
+        problems.append(
+            (
+                ("body", "sql"),
+                f"at most {limits.max_sql_length} characters (QUERY_MAX_SQL_LENGTH)",
+                "string_too_long",
+            )
+        )
     if request.limit is not None and request.limit > limits.max_rows:
         problems.append(
             (("body", "limit"), f"at most {limits.max_rows} (QUERY_MAX_ROWS)", "less_than_equal")
@@ -212,9 +223,12 @@ async def stream(
     """The result as CSV or NDJSON chunks. Everything that can be refused is refused before
     this returns: the statement is checked, planned and started, and its first chunk made."""
     query_id = uuid.uuid4()
-    with logged(target.events, caller, request.sql, query_id, failures_only=True):
-        planned = await plan(session, caller=caller, request=request, target=target)
-    chunks = _streamed(caller, request, target, planned, query_id, form)
+    with ExitStack() as held:
+        held.enter_context(target.slots.slot(caller.user.id))
+        with logged(target.events, caller, request.sql, query_id, failures_only=True):
+            planned = await plan(session, caller=caller, request=request, target=target)
+        # From here the stream holds the slot, and gives it back however it ends.
+        chunks = _streamed(caller, request, target, planned, query_id, form, held.pop_all())
     first = await anext(chunks, b"")
     return query_id, _prepend(first, chunks)
 
@@ -226,14 +240,12 @@ async def _streamed(
     planned: Plan,
     query_id: uuid.UUID,
     form: StreamFormat,
+    slot: AbstractContextManager[object],
 ) -> AsyncIterator[bytes]:
     encoder = results.csv_stream if form == "csv" else results.ndjson_stream
     sent = results.Sent()
     started_sending = False
-    with (
-        logged(target.events, caller, request.sql, query_id) as outcome,
-        target.slots.slot(caller.user.id),
-    ):
+    with slot, logged(target.events, caller, request.sql, query_id) as outcome:
         outcome.executing()
         try:
             async with (

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tablehouse.errors import BadRequest, DatabaseUnavailable, QueryRefused, TablehouseError
+from tablehouse.query.checks import ascii_lower
 from tablehouse.query.execution import Column, Deadline, Row, Statement, query_timeout, readable
 
 # The progress handler runs every this many virtual machine steps (well under a millisecond).
@@ -44,25 +45,54 @@ AUTHORIZED_FUNCTIONS = frozenset(
     """.split()  # noqa: SIM905
 )
 
+# Table-valued functions (eponymous virtual tables): SQLite reports reading their columns as
+# reading a table of that name. They read only the value they are given.
+TABLE_FUNCTIONS = frozenset({"json_each", "json_tree"})
+# Builds each of them on the connection before an authorizer is set: their constructor's
+# schema declaration would be refused ("vtable constructor failed"), and, built once, they
+# last as long as the connection, schema changes included.
+_CONSTRUCT_TABLE_FUNCTIONS = "SELECT 1 FROM json_each('[]'), json_tree('[]')"
+_CONSTRUCTED = "tablehouse.query.table_functions"
+
 Authorizer = Callable[[int, str | None, str | None, str | None, str | None], int]
 
 
-def authorizer(tables: frozenset[str], functions: frozenset[str]) -> Authorizer:
+def authorizer(
+    tables: frozenset[str], functions: frozenset[str], ctes: frozenset[str] = frozenset()
+) -> Authorizer:
     """Checks each action while SQLite compiles the statement: anything but reading
-    ``tables`` and calling ``functions`` makes compilation fail with "not authorized"."""
+    ``tables`` and the allowed table-valued functions, and calling ``functions``, makes
+    compilation fail with "not authorized".
+
+    ``ctes`` are the statement's common table expressions (lower case). SQLite reports a
+    CTE it materialises, when no column of it is read (``count(*)``), as a read of a table of
+    that name with the empty column name; such a read shows no value of any table, and is
+    allowed for those names only.
+    """
+    table_functions = TABLE_FUNCTIONS & functions
 
     def check(
         action: int, arg1: str | None, arg2: str | None, _db: str | None, _inner: str | None
     ) -> int:
         if action in (sqlite3.SQLITE_SELECT, sqlite3.SQLITE_RECURSIVE):
             return sqlite3.SQLITE_OK
-        if action == sqlite3.SQLITE_READ and arg1 in tables:
-            return sqlite3.SQLITE_OK
+        if action == sqlite3.SQLITE_READ and arg1 is not None:
+            # SQLite names a table-valued function as the statement spells it.
+            name = ascii_lower(arg1)
+            if arg1 in tables or name in table_functions or (arg2 == "" and name in ctes):
+                return sqlite3.SQLITE_OK
+            return sqlite3.SQLITE_DENY
         if action == sqlite3.SQLITE_FUNCTION and arg2 is not None and arg2.lower() in functions:
             return sqlite3.SQLITE_OK
         return sqlite3.SQLITE_DENY
 
     return check
+
+
+async def _construct_table_functions(raw: Any, memo: dict[Any, Any]) -> None:
+    if not memo.get(_CONSTRUCTED):
+        await (await raw.execute(_CONSTRUCT_TABLE_FUNCTIONS)).close()
+        memo[_CONSTRUCTED] = True
 
 
 class SqliteCursor:
@@ -103,7 +133,10 @@ class SqliteBackend:
             await raw.execute("BEGIN")
         await self._interrupt_and_limit(raw, deadline, memo)
         await raw.set_progress_handler(lambda: 1 if deadline.passed() else 0, PROGRESS_STEPS)
-        await raw.set_authorizer(authorizer(frozenset(statement.tables), self._functions))
+        await _construct_table_functions(raw, memo)
+        await raw.set_authorizer(
+            authorizer(frozenset(statement.tables), self._functions, statement.ctes)
+        )
         try:
             cursor = await raw.execute(statement.sql, dict(statement.values))
         finally:
