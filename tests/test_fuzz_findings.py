@@ -324,3 +324,12 @@ async def test_a_unique_field_added_to_a_dataset_is_unique_not_a_500(
         headers=ada,
     )
     assert dropped.status_code == 200, dropped.text
+
+
+@pytest.mark.parametrize("field", ["username", "password"])
+async def test_nul_in_the_password_form_is_a_422_not_a_500(
+    client: httpx.AsyncClient, field: str
+) -> None:
+    form = {"username": "ada@example.com", "password": "correct horse battery", field: NUL}
+    response = await client.post("/api/v1/auth/token", data=form)
+    assert_refused_at(response, ["body", field], "NUL")

@@ -28,6 +28,7 @@ from tablehouse.auth.schemas import (
     TokenPair,
     UserRead,
 )
+from tablehouse.errors import InvalidInput
 
 router = APIRouter(prefix=f"{API_PREFIX}/auth", tags=["auth"], responses=PUBLIC)
 
@@ -94,6 +95,7 @@ async def token(
     client: ClientDep,
     now: Now,
 ) -> TokenPair:
+    _refuse_nul(username=form.username, password=form.password)
     return await sessions.login(
         session,
         issuer=issuer,
@@ -222,3 +224,11 @@ async def revoke_api_key(
     key_id: uuid.UUID, caller: CurrentUser, session: SessionDep, now: Now
 ) -> None:
     await api_keys.revoke(session, owner=caller.user, key_id=key_id, now=now)
+
+
+def _refuse_nul(**fields: str) -> None:
+    """The password form is not a model, so the NUL check of every other text input (a
+    character no database text may hold) is made here."""
+    for name, value in fields.items():
+        if "\x00" in value:
+            raise InvalidInput("must not contain the NUL character (\\u0000)", loc=("body", name))
