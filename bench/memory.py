@@ -185,13 +185,35 @@ def _cases(backend: str, ingest_mib: int) -> dict[str, Case]:
     }
 
 
+def _dsn(database: str | None = None) -> str:
+    url = make_url(ADMIN_URL).set(drivername="postgresql")
+    return (url.set(database=database) if database else url).render_as_string(False)
+
+
 async def _admin(sql: str) -> None:
-    dsn = make_url(ADMIN_URL).set(drivername="postgresql").render_as_string(False)
-    connection = await asyncpg.connect(dsn)
+    connection = await asyncpg.connect(_dsn())
     try:
         await connection.execute(sql)
     finally:
         await connection.close()
+
+
+async def _drop_database(database: str) -> None:
+    """Drop the database and the owners' query roles it made: roles are cluster-wide and
+    outlive it (named "<query role>_<user id in hex>", see tablehouse.core.query_roles)."""
+    connection = await asyncpg.connect(_dsn(database))
+    try:
+        users = [row["id"].hex for row in await connection.fetch("SELECT id FROM users")]
+        found = await connection.fetch(
+            "SELECT rolname FROM pg_roles "
+            "WHERE rolname ~ '_[0-9a-f]{32}$' AND right(rolname, 32) = ANY($1::text[])",
+            users,
+        )
+    finally:
+        await connection.close()
+    await _admin(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+    for row in found:
+        await _admin(f'DROP ROLE IF EXISTS "{row["rolname"]}"')
 
 
 def main() -> None:
@@ -216,7 +238,7 @@ def main() -> None:
                 results.append((name, *asyncio.run(_measure(url, process.pid, case))))
     finally:
         if args.backend == "postgresql":
-            asyncio.run(_admin(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
+            asyncio.run(_drop_database(database))
     today = datetime.now(UTC).date().isoformat()
     machine = f"{platform.platform()} · {os.cpu_count()} cores"
     print(f"{today} · {machine} · Python {platform.python_version()}")
