@@ -30,6 +30,7 @@ from typing import Any
 import asyncpg
 import httpx
 import orjson
+import query as query_bench  # bench/query.py: this script's folder is first on sys.path
 from sqlalchemy import insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -236,7 +237,8 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as folder:
             seconds = run(arguments.rows, arguments.json_rows, Path(folder), database)
     finally:
-        asyncio.run(_admin(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
+        # And the owner's query role it made, which outlives the database.
+        asyncio.run(query_bench._drop_database(database))
     csv_rate = arguments.rows / seconds["Tablehouse HTTP (CSV)"]
     psql_rate = arguments.rows / seconds["psql \\copy (CSV)"]
     http_json_rate = arguments.json_rows / seconds["Tablehouse HTTP (JSON array)"]

@@ -31,11 +31,10 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-import asyncpg
 import httpx
+import query as query_bench  # bench/query.py: this script's folder is first on sys.path
 from sqlalchemy.engine import make_url
 
-ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 PASSWORD = "benchmark password"
 FIELDS = [
     {"name": "id", "type": "integer", "primary_key": True},
@@ -74,9 +73,10 @@ def _reset_peak(pid: int) -> None:
 
 @contextmanager
 def _server(database_url: str, folder: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TABLEHOUSE_")}
-    env.update(
+    """A server on ``database_url`` (analytics off, ingest and time limits raised so that
+    they do not cut a case short), stopped when the block ends."""
+    port = query_bench._free_port()
+    env = query_bench._server_env(
         DATABASE_URL=database_url,
         DATA_DIR=str(folder),
         LOG_LEVEL="WARNING",
@@ -84,32 +84,9 @@ def _server(database_url: str, folder: Path) -> Iterator[tuple[subprocess.Popen[
         MAX_INGEST_BYTES=str(4 * 1024**3),
         QUERY_TIMEOUT_MS="60000",
     )
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tablehouse", "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
-            try:
-                httpx.get(f"{url}/health", timeout=1)
-                break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        yield process, url
-    finally:
-        process.terminate()
-        process.wait(timeout=60)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    command = [sys.executable, "-m", "tablehouse", "serve", "--port", str(port)]
+    with query_bench._process(command, env, port, folder / f"server-{port}.log") as process:
+        yield process, f"http://127.0.0.1:{port}"
 
 
 async def _json_array(total_bytes: int) -> AsyncIterator[bytes]:
@@ -193,37 +170,6 @@ def _cases(backend: str, ingest_mib: int) -> dict[str, Case]:
     }
 
 
-def _dsn(database: str | None = None) -> str:
-    url = make_url(ADMIN_URL).set(drivername="postgresql")
-    return (url.set(database=database) if database else url).render_as_string(False)
-
-
-async def _admin(sql: str) -> None:
-    connection = await asyncpg.connect(_dsn())
-    try:
-        await connection.execute(sql)
-    finally:
-        await connection.close()
-
-
-async def _drop_database(database: str) -> None:
-    """Drop the database and the owners' query roles it made: roles are cluster-wide and
-    outlive it (named "<query role>_<user id in hex>", see tablehouse.core.query_roles)."""
-    connection = await asyncpg.connect(_dsn(database))
-    try:
-        users = [row["id"].hex for row in await connection.fetch("SELECT id FROM users")]
-        found = await connection.fetch(
-            "SELECT rolname FROM pg_roles "
-            "WHERE rolname ~ '_[0-9a-f]{32}$' AND right(rolname, 32) = ANY($1::text[])",
-            users,
-        )
-    finally:
-        await connection.close()
-    await _admin(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
-    for row in found:
-        await _admin(f'DROP ROLE IF EXISTS "{row["rolname"]}"')
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", choices=["sqlite", "postgresql"], default="sqlite")
@@ -232,8 +178,10 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="tablehouse-memory-"))
     database = f"th_bench_{uuid.uuid4().hex[:8]}"
     if args.backend == "postgresql":
-        asyncio.run(_admin(f"CREATE DATABASE {database}"))
-        pg_url = make_url(ADMIN_URL).set(drivername="postgresql+asyncpg", database=database)
+        asyncio.run(query_bench._admin(f"CREATE DATABASE {database}"))
+        pg_url = make_url(query_bench.ADMIN_URL).set(
+            drivername="postgresql+asyncpg", database=database
+        )
         database_url = pg_url.render_as_string(hide_password=False)
     else:
         database_url = f"sqlite+aiosqlite:///{folder / 'memory.db'}"
@@ -246,7 +194,7 @@ def main() -> None:
                 results.append((name, *asyncio.run(_measure(url, process.pid, case))))
     finally:
         if args.backend == "postgresql":
-            asyncio.run(_drop_database(database))
+            asyncio.run(query_bench._drop_database(database))
     today = datetime.now(UTC).date().isoformat()
     machine = f"{platform.platform()} · {os.cpu_count()} cores"
     print(f"{today} · {machine} · Python {platform.python_version()}")
