@@ -1,47 +1,66 @@
 # Tablehouse: `make run` serves on the embedded SQLite database; `make test` runs every test.
 SHELL := /bin/bash
 UV_VERSION := 0.13.8
-UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
-VENV_STAMP := .venv/.synced
+# uv from PATH if there is one, else a private copy in its own venv under the repo: installing
+# it never touches the system interpreter, and pip in a venv has no reason to warn about root.
+UV_BOOTSTRAP := .uv-bootstrap
+UV := $(shell command -v uv 2>/dev/null || echo $(UV_BOOTSTRAP)/bin/uv)
+# Two environments in one .venv: serving needs the runtime dependencies only; tests, lint and
+# fuzz also need the dev group. The dev set contains the runtime set, so a dev sync satisfies
+# both stamps, and a runtime sync is --inexact: `make run` after `make test` keeps the dev tools
+# instead of uninstalling them (and `make test` after `make run` only adds the dev group).
+RUNTIME_STAMP := .venv/.synced-runtime
+DEV_STAMP := .venv/.synced-dev
+PYTEST_ARGS ?=
 
 .PHONY: help venv run migrate test fuzz lint fmt clean
 
 help:
-	@echo "make run    create the environment, migrate, serve on http://127.0.0.1:8000"
-	@echo "make test   create the environment and run every test (SQLite and PostgreSQL)"
+	@echo "make run    install the runtime dependencies, migrate, serve on http://127.0.0.1:8000"
+	@echo "make test   install the dev tools too and run every test (SQLite and PostgreSQL);"
+	@echo "            PYTEST_ARGS='tests/test_x.py -x' runs only those"
 	@echo "make fuzz   the schemathesis run with a bigger budget (FUZZ_EXAMPLES, default 500)"
 	@echo "make lint   ruff format check, ruff check, mypy --strict, import contracts"
 	@echo "make fmt    format and autofix"
+	@echo "make venv   the environment with the dev tools, without running anything"
 
-$(VENV_STAMP): pyproject.toml uv.lock
-	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet "uv==$(UV_VERSION)"
-	$(UV) sync --locked
+$(UV_BOOTSTRAP)/bin/uv:
+	@python3 -m venv $(UV_BOOTSTRAP) || { echo "error: 'python3 -m venv' failed; install uv" \
+		"(https://docs.astral.sh/uv/) or your system's python3-venv package" >&2; exit 1; }
+	$(UV_BOOTSTRAP)/bin/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+
+$(RUNTIME_STAMP): pyproject.toml uv.lock | $(UV)
+	$(UV) sync --locked --no-dev --inexact
 	@touch $@
 
-venv: $(VENV_STAMP)
+$(DEV_STAMP): pyproject.toml uv.lock | $(UV)
+	$(UV) sync --locked
+	@touch $@ $(RUNTIME_STAMP)
 
-migrate: venv
+venv: $(DEV_STAMP)
+
+migrate: $(RUNTIME_STAMP)
 	$(UV) run --no-sync tablehouse db init
 
 run: migrate
 	$(UV) run --no-sync tablehouse serve
 
-test: venv
-	$(UV) run --no-sync pytest
+test: $(DEV_STAMP)
+	$(UV) run --no-sync pytest $(PYTEST_ARGS)
 
 FUZZ_EXAMPLES ?= 500
-fuzz: venv
+fuzz: $(DEV_STAMP)
 	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(UV) run --no-sync pytest tests/test_api_fuzz.py
 
-lint: venv
+lint: $(DEV_STAMP)
 	$(UV) run --no-sync ruff format --check .
 	$(UV) run --no-sync ruff check .
 	$(UV) run --no-sync mypy
 	$(UV) run --no-sync lint-imports
 
-fmt: venv
+fmt: $(DEV_STAMP)
 	$(UV) run --no-sync ruff format .
 	$(UV) run --no-sync ruff check --fix .
 
 clean:
-	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache
+	rm -rf .venv $(UV_BOOTSTRAP) .pytest_cache .mypy_cache .ruff_cache
