@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
+import pytest
 
 from tablehouse.config import Settings
 from tests.accounts import PASSWORD, login, register
+from tests.databases import settings_for
 
 LOGIN = "/api/v1/auth/login"
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    # A back-off long enough that no test runs into its end, however slow the machine.
+    return settings_for(database_url, tmp_path / "data", login_address_backoff_seconds=600)
 
 
 async def _attempt(client: httpx.AsyncClient, email: str, password: str) -> httpx.Response:
@@ -68,13 +78,74 @@ async def test_unknown_accounts_are_throttled_too(
     assert statuses[-1] == 429
 
 
-async def test_one_address_spraying_many_accounts_is_throttled(
+async def _spray(client: httpx.AsyncClient, emails: list[str]) -> None:
+    """One wrong password per email, as a credential-stuffing run (or a fuzz run) sends them."""
+    for email in emails:
+        response = await _attempt(client, email, "password spray")
+        assert response.status_code == 401, response.text
+
+
+async def test_the_429_says_the_account_limit_was_hit(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    await _spray(client, ["target@example.com"] * settings.login_max_failures_per_account)
+
+    throttled = await _attempt(client, "target@example.com", "one more guess")
+
+    assert throttled.status_code == 429
+    body = throttled.json()
+    assert body["code"] == "login_throttled"
+    assert body["limit"] == "account"
+    assert body["retry_after"] == int(throttled.headers["Retry-After"])
+    assert "this email address" in body["detail"]
+
+
+async def test_a_correct_password_logs_in_from_an_address_throttled_by_other_accounts(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    """A fuzz run from 127.0.0.1 must not lock out the developer on the same laptop."""
+    await register(client, "developer@example.com")
+    await _spray(
+        client, [f"fuzz{n}@example.com" for n in range(settings.login_max_failures_per_address)]
+    )
+
+    await login(client, "developer@example.com")
+
+
+async def test_an_account_that_failed_from_a_throttled_address_is_refused_with_its_password(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    await register(client, "victim@example.com")
+    per_address = settings.login_max_failures_per_address
+    await _spray(
+        client, ["victim@example.com"] + [f"user{n}@example.com" for n in range(per_address - 1)]
+    )
+
+    refused = await _attempt(client, "victim@example.com", PASSWORD)
+
+    assert refused.status_code == 429, "the password is not even checked"
+    body = refused.json()
+    assert body["code"] == "login_throttled"
+    assert body["limit"] == "address"
+    assert "127.0.0.1" in body["detail"]
+    assert 0 < int(refused.headers["Retry-After"]) <= settings.login_failure_window_seconds
+
+
+async def test_spraying_past_the_address_limit_is_backed_off_for_every_new_account(
     client: httpx.AsyncClient, settings: Settings
 ) -> None:
     await register(client, "real@example.com")
-    per_address = settings.login_max_failures_per_address
-    for n in range(per_address):
-        response = await _attempt(client, f"user{n}@example.com", "password spray")
-        assert response.status_code == 401
-    blocked = await _attempt(client, "real@example.com", PASSWORD)
-    assert blocked.status_code == 429
+    await _spray(
+        client, [f"user{n}@example.com" for n in range(settings.login_max_failures_per_address)]
+    )
+    # Past the limit, one password is checked; the next must wait the back-off.
+    await _spray(client, ["one.more@example.com"])
+
+    for email, password in (
+        ("another@example.com", "password spray"),
+        ("real@example.com", PASSWORD),
+    ):
+        refused = await _attempt(client, email, password)
+        assert refused.status_code == 429
+        assert refused.json()["limit"] == "address"
+        assert int(refused.headers["Retry-After"]) == settings.login_address_backoff_seconds
