@@ -7,6 +7,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tablehouse.auth.schemas import LoginThrottledBody
 from tablehouse.config import Settings
 from tests.accounts import PASSWORD, login, register
 from tests.databases import settings_for
@@ -148,4 +149,41 @@ async def test_spraying_past_the_address_limit_is_backed_off_for_every_new_accou
         refused = await _attempt(client, email, password)
         assert refused.status_code == 429
         assert refused.json()["limit"] == "address"
-        assert int(refused.headers["Retry-After"]) == settings.login_address_backoff_seconds
+        # The whole back-off, less the moments this test took.
+        backoff = settings.login_address_backoff_seconds
+        assert backoff - 5 <= int(refused.headers["Retry-After"]) <= backoff
+
+
+@pytest.mark.parametrize("length", [390, 1000])
+async def test_a_long_username_in_the_password_form_is_counted_not_a_500(
+    client: httpx.AsyncClient, length: int
+) -> None:
+    """The form's username has no length limit; the failure it causes must still be stored."""
+    username = "a" * (length - len("@example.com")) + "@example.com"
+    response = await client.post(
+        "/api/v1/auth/token", data={"username": username, "password": "not the password"}
+    )
+    assert response.status_code == 401, response.text
+    assert response.json()["code"] == "invalid_credentials"
+
+
+async def test_the_openapi_429_of_both_logins_is_the_body_the_server_sends(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    spec = (await client.get("/openapi.json")).json()
+    for path in ("/api/v1/auth/login", "/api/v1/auth/token"):
+        declared = spec["paths"][path]["post"]["responses"]["429"]
+        assert declared["content"]["application/json"]["schema"] == {
+            "$ref": "#/components/schemas/LoginThrottledBody"
+        }
+        assert "Retry-After" in declared["headers"]
+    schema = spec["components"]["schemas"]["LoginThrottledBody"]
+    assert schema["properties"]["limit"]["enum"] == ["account", "address"]
+
+    await _spray(client, ["target@example.com"] * settings.login_max_failures_per_account)
+    throttled = await client.post(
+        "/api/v1/auth/token", data={"username": "target@example.com", "password": PASSWORD}
+    )
+    assert throttled.status_code == 429
+    assert set(throttled.json()) == set(schema["required"])
+    LoginThrottledBody.model_validate(throttled.json())
