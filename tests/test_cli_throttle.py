@@ -100,6 +100,21 @@ async def test_unlock_email_lifts_the_account_limit(
     assert (await _attempt(http, "target@example.com", PASSWORD)).status_code == 200
 
 
+async def test_unlock_email_also_lifts_its_refusal_at_a_throttled_address(
+    http: httpx.AsyncClient, env: dict[str, str]
+) -> None:
+    await register(http, "dev@example.com")
+    others = [f"fuzz{n}@example.com" for n in range(PER_ADDRESS - 1)]
+    await _fail_from_this_address(http, ["dev@example.com", *others])
+
+    unlocked = tablehouse("users", "unlock", "dev@example.com", env=env)
+
+    assert unlocked.stdout == "forgot 1 failed login of dev@example.com\n"
+    # The address is still at its limit, but dev@ has no failure from it any more.
+    assert (await _attempt(http, "fuzz0@example.com", "wrong password")).status_code == 429
+    assert (await _attempt(http, "dev@example.com", PASSWORD)).status_code == 200
+
+
 def test_unlock_without_an_email_or_address_says_what_to_give(env: dict[str, str]) -> None:
     result = tablehouse("users", "unlock", env=env)
 

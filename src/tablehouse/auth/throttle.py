@@ -73,17 +73,25 @@ def _bounded(value: str, longest: int) -> str:
     return f"sha256-{hashlib.sha256(value.encode()).hexdigest()}"
 
 
+def _email_key(email: str) -> str:
+    return _bounded(email, _LONGEST_EMAIL)
+
+
+def _address_key(address: str) -> str:
+    return _bounded(address, _LONGEST_ADDRESS)
+
+
 def account_subject(email: str) -> str:
-    return f"account:{_bounded(email, _LONGEST_EMAIL)}"
+    return f"account:{_email_key(email)}"
 
 
 def address_subject(address: str) -> str:
-    return f"address:{_bounded(address, _LONGEST_ADDRESS)}"
+    return f"address:{_address_key(address)}"
 
 
 def pair_subject(email: str, address: str) -> str:
     # Neither an address nor an email that passed the login schema holds a space.
-    return f"pair:{_bounded(address, _LONGEST_ADDRESS)} {_bounded(email, _LONGEST_EMAIL)}"
+    return f"pair:{_address_key(address)} {_email_key(email)}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +137,7 @@ async def _ensure_address_allows(
         return
     _pair_count, failed_here = await window.count(pair_subject(email, address))
     if failed_here is not None:
+        # Unchecked: this email was already guessed at from here.
         wait_for = failed_here + window.length
     else:
         wait_for = newest + _backoff(settings, failures_past_limit=count - limit)
@@ -215,12 +224,11 @@ def _as_limit(kind: str) -> Limit:
 
 async def unlock_account(session: AsyncSession, email: str) -> int:
     """Forget the failures of an email, from every address; how many there were."""
-    pair_suffix = pair_subject(email, "").removeprefix("pair: ")
-    await repository.clear_failures_like(session, prefix="pair:", suffix=f" {pair_suffix}")
+    await repository.clear_failures_like(session, prefix="pair:", suffix=f" {_email_key(email)}")
     return await repository.clear_failures(session, account_subject(email))
 
 
 async def unlock_address(session: AsyncSession, address: str) -> int:
     """Forget the failures from an address, for every email; how many there were."""
-    await repository.clear_failures_like(session, prefix=pair_subject("", address))
+    await repository.clear_failures_like(session, prefix=f"pair:{_address_key(address)} ")
     return await repository.clear_failures(session, address_subject(address))

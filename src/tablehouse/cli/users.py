@@ -157,16 +157,19 @@ def unlock(
         done = []
         if email is not None:
             key = normalise_email(email)
-            done.append(
-                f"forgot {await throttle.unlock_account(session, key)} failed logins of {key}"
-            )
+            cleared = await throttle.unlock_account(session, key)
+            done.append(f"forgot {_failed_logins(cleared)} of {key}")
         if address is not None:
             cleared = await throttle.unlock_address(session, address)
-            done.append(f"forgot {cleared} failed logins from {address}")
+            done.append(f"forgot {_failed_logins(cleared)} from {address}")
         return done
 
     for line in _run(in_unit_of_work(settings, work)):
         typer.echo(line)
+
+
+def _failed_logins(count: int) -> str:
+    return f"{count} failed login{'' if count == 1 else 's'}"
 
 
 def _run(coroutine: Coroutine[Any, Any, T]) -> T:
