@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from tablehouse.auth import throttle
 from tablehouse.auth.schemas import LoginThrottledBody
+from tablehouse.cli.common import in_unit_of_work
 from tablehouse.config import Settings
+from tablehouse.core.models import utc_now
 from tests.accounts import PASSWORD, login, register
 from tests.databases import settings_for
 
@@ -187,3 +192,43 @@ async def test_the_openapi_429_of_both_logins_is_the_body_the_server_sends(
     assert throttled.status_code == 429
     assert set(throttled.json()) == set(schema["required"])
     LoginThrottledBody.model_validate(throttled.json())
+
+
+async def test_the_address_back_off_doubles_with_each_failure_past_the_limit(
+    settings: Settings,
+) -> None:
+    """Times are given, not waited for: the rule is a function of the stored failures."""
+    settings = settings.model_copy(update={"login_address_backoff_seconds": 4})
+    address, start = "203.0.113.9", utc_now()
+
+    async def allowed(session: AsyncSession, email: str, after_seconds: int) -> str:
+        try:
+            await throttle.ensure_allowed(
+                session,
+                settings,
+                email=email,
+                address=address,
+                now=start + timedelta(seconds=after_seconds),
+            )
+        except throttle.LoginThrottled as refused:
+            return f"{refused.limit}, retry after {refused.retry_after_seconds} s"
+        return "checked"
+
+    async def work(session: AsyncSession) -> list[str]:
+        past_limit = settings.login_max_failures_per_address + 2
+        for n in range(past_limit):
+            await throttle.record_failure(
+                session, settings, email=f"user{n}@example.com", address=address, now=start
+            )
+        # Two failures past the limit: the next check waits 4 s doubled once.
+        return [
+            await allowed(session, "fresh@example.com", 5),
+            await allowed(session, "fresh@example.com", 8),
+            await allowed(session, "user0@example.com", 8),
+        ]
+
+    assert await in_unit_of_work(settings, work) == [
+        "address, retry after 3 s",
+        "checked",
+        f"address, retry after {settings.login_failure_window_seconds - 8} s",
+    ]
