@@ -2,12 +2,28 @@
 
 from __future__ import annotations
 
-import httpx
+from datetime import timedelta
+from pathlib import Path
 
+import httpx
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tablehouse.auth import throttle
+from tablehouse.auth.schemas import LoginThrottledBody
+from tablehouse.cli.common import in_unit_of_work
 from tablehouse.config import Settings
+from tablehouse.core.models import utc_now
 from tests.accounts import PASSWORD, login, register
+from tests.databases import settings_for
 
 LOGIN = "/api/v1/auth/login"
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    # A back-off long enough that no test runs into its end, however slow the machine.
+    return settings_for(database_url, tmp_path / "data", login_address_backoff_seconds=600)
 
 
 async def _attempt(client: httpx.AsyncClient, email: str, password: str) -> httpx.Response:
@@ -68,13 +84,151 @@ async def test_unknown_accounts_are_throttled_too(
     assert statuses[-1] == 429
 
 
-async def test_one_address_spraying_many_accounts_is_throttled(
+async def _spray(client: httpx.AsyncClient, emails: list[str]) -> None:
+    """One wrong password per email, as a credential-stuffing run (or a fuzz run) sends them."""
+    for email in emails:
+        response = await _attempt(client, email, "password spray")
+        assert response.status_code == 401, response.text
+
+
+async def test_the_429_says_the_account_limit_was_hit(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    await _spray(client, ["target@example.com"] * settings.login_max_failures_per_account)
+
+    throttled = await _attempt(client, "target@example.com", "one more guess")
+
+    assert throttled.status_code == 429
+    body = throttled.json()
+    assert body["code"] == "login_throttled"
+    assert body["limit"] == "account"
+    assert body["retry_after"] == int(throttled.headers["Retry-After"])
+    assert "this email address" in body["detail"]
+
+
+async def test_a_correct_password_logs_in_from_an_address_throttled_by_other_accounts(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    """A fuzz run from 127.0.0.1 must not lock out the developer on the same laptop."""
+    await register(client, "developer@example.com")
+    await _spray(
+        client, [f"fuzz{n}@example.com" for n in range(settings.login_max_failures_per_address)]
+    )
+
+    await login(client, "developer@example.com")
+
+
+async def test_an_account_that_failed_from_a_throttled_address_is_refused_with_its_password(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    await register(client, "victim@example.com")
+    per_address = settings.login_max_failures_per_address
+    await _spray(
+        client, ["victim@example.com"] + [f"user{n}@example.com" for n in range(per_address - 1)]
+    )
+
+    refused = await _attempt(client, "victim@example.com", PASSWORD)
+
+    assert refused.status_code == 429, "the password is not even checked"
+    body = refused.json()
+    assert body["code"] == "login_throttled"
+    assert body["limit"] == "address"
+    assert "127.0.0.1" in body["detail"]
+    assert 0 < int(refused.headers["Retry-After"]) <= settings.login_failure_window_seconds
+
+
+async def test_spraying_past_the_address_limit_is_backed_off_for_every_new_account(
     client: httpx.AsyncClient, settings: Settings
 ) -> None:
     await register(client, "real@example.com")
-    per_address = settings.login_max_failures_per_address
-    for n in range(per_address):
-        response = await _attempt(client, f"user{n}@example.com", "password spray")
-        assert response.status_code == 401
-    blocked = await _attempt(client, "real@example.com", PASSWORD)
-    assert blocked.status_code == 429
+    await _spray(
+        client, [f"user{n}@example.com" for n in range(settings.login_max_failures_per_address)]
+    )
+    # Past the limit, one password is checked; the next must wait the back-off.
+    await _spray(client, ["one.more@example.com"])
+
+    for email, password in (
+        ("another@example.com", "password spray"),
+        ("real@example.com", PASSWORD),
+    ):
+        refused = await _attempt(client, email, password)
+        assert refused.status_code == 429
+        assert refused.json()["limit"] == "address"
+        # The whole back-off, less the moments this test took.
+        backoff = settings.login_address_backoff_seconds
+        assert backoff - 5 <= int(refused.headers["Retry-After"]) <= backoff
+
+
+@pytest.mark.parametrize("length", [390, 1000])
+async def test_a_long_username_in_the_password_form_is_counted_not_a_500(
+    client: httpx.AsyncClient, length: int
+) -> None:
+    """The form's username has no length limit; the failure it causes must still be stored."""
+    username = "a" * (length - len("@example.com")) + "@example.com"
+    response = await client.post(
+        "/api/v1/auth/token", data={"username": username, "password": "not the password"}
+    )
+    assert response.status_code == 401, response.text
+    assert response.json()["code"] == "invalid_credentials"
+
+
+async def test_the_openapi_429_of_both_logins_is_the_body_the_server_sends(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    spec = (await client.get("/openapi.json")).json()
+    for path in ("/api/v1/auth/login", "/api/v1/auth/token"):
+        declared = spec["paths"][path]["post"]["responses"]["429"]
+        assert declared["content"]["application/json"]["schema"] == {
+            "$ref": "#/components/schemas/LoginThrottledBody"
+        }
+        assert "Retry-After" in declared["headers"]
+    schema = spec["components"]["schemas"]["LoginThrottledBody"]
+    assert schema["properties"]["limit"]["enum"] == ["account", "address"]
+
+    await _spray(client, ["target@example.com"] * settings.login_max_failures_per_account)
+    throttled = await client.post(
+        "/api/v1/auth/token", data={"username": "target@example.com", "password": PASSWORD}
+    )
+    assert throttled.status_code == 429
+    assert set(throttled.json()) == set(schema["required"])
+    LoginThrottledBody.model_validate(throttled.json())
+
+
+async def test_the_address_back_off_doubles_with_each_failure_past_the_limit(
+    settings: Settings,
+) -> None:
+    """Times are given, not waited for: the rule is a function of the stored failures."""
+    settings = settings.model_copy(update={"login_address_backoff_seconds": 4})
+    address, start = "203.0.113.9", utc_now()
+
+    async def allowed(session: AsyncSession, email: str, after_seconds: int) -> str:
+        try:
+            await throttle.ensure_allowed(
+                session,
+                settings,
+                email=email,
+                address=address,
+                now=start + timedelta(seconds=after_seconds),
+            )
+        except throttle.LoginThrottled as refused:
+            return f"{refused.limit}, retry after {refused.retry_after_seconds} s"
+        return "checked"
+
+    async def work(session: AsyncSession) -> list[str]:
+        past_limit = settings.login_max_failures_per_address + 2
+        for n in range(past_limit):
+            await throttle.record_failure(
+                session, settings, email=f"user{n}@example.com", address=address, now=start
+            )
+        # Two failures past the limit: the next check waits 4 s doubled once.
+        return [
+            await allowed(session, "fresh@example.com", 5),
+            await allowed(session, "fresh@example.com", 8),
+            await allowed(session, "user0@example.com", 8),
+        ]
+
+    assert await in_unit_of_work(settings, work) == [
+        "address, retry after 3 s",
+        "checked",
+        f"address, retry after {settings.login_failure_window_seconds - 8} s",
+    ]

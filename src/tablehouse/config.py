@@ -154,6 +154,11 @@ class Settings(BaseSettings):
     login_max_failures_per_address: Annotated[int, _env("LOGIN_MAX_FAILURES_PER_ADDRESS", ge=1)] = (
         50
     )
+    # Past its limit, an address may still try accounts that have not failed from it, one
+    # password check at a time, waiting this long, then twice as long after each failure.
+    login_address_backoff_seconds: Annotated[
+        int, _env("LOGIN_ADDRESS_BACKOFF_SECONDS", ge=1, le=86_400)
+    ] = 1
 
     email_token_ttl_hours: Annotated[int, _env("EMAIL_TOKEN_TTL_HOURS", ge=1)] = 24
     password_reset_ttl_minutes: Annotated[int, _env("PASSWORD_RESET_TTL_MINUTES", ge=1)] = 60

@@ -10,7 +10,7 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tablehouse.auth import repository
+from tablehouse.auth import repository, throttle
 from tablehouse.auth.identity import Account
 from tablehouse.auth.models import OneTimeToken, Role, TokenPurpose, User
 from tablehouse.auth.schemas import AdminUserUpdate, UpdateMe
@@ -227,7 +227,7 @@ async def confirm_password_reset(
     check_password_policy(new_password, email=user.email, field="new_password")
     user.password_hash = await passwords.hash(new_password)
     await repository.revoke_sessions(session, user_id=user.id, reason="password_reset")
-    await repository.clear_failures(session, f"account:{user.email}")
+    await throttle.forget_account_failures(session, user.email)
     await session.flush()
 
 

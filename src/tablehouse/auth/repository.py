@@ -305,10 +305,10 @@ async def claim_one_time_token(
 async def count_failures(
     session: AsyncSession, subject: str, since: datetime
 ) -> tuple[int, datetime | None]:
-    """How many failures ``subject`` has had since ``since``, and the oldest of them."""
+    """How many failures ``subject`` has had since ``since``, and the newest of them."""
     row = (
         await session.execute(
-            select(func.count(), func.min(LoginFailure.failed_at)).where(
+            select(func.count(), func.max(LoginFailure.failed_at)).where(
                 LoginFailure.subject == subject, LoginFailure.failed_at > since
             )
         )
@@ -316,8 +316,55 @@ async def count_failures(
     return int(row[0]), row[1]
 
 
-async def clear_failures(session: AsyncSession, subject: str) -> None:
-    await session.execute(delete(LoginFailure).where(LoginFailure.subject == subject))
+async def failure_time(
+    session: AsyncSession, subject: str, since: datetime, position: int
+) -> datetime | None:
+    """When ``subject``'s failure at ``position`` (0 is the oldest) since ``since`` happened."""
+    return (
+        await session.execute(
+            select(LoginFailure.failed_at)
+            .where(LoginFailure.subject == subject, LoginFailure.failed_at > since)
+            .order_by(LoginFailure.failed_at)
+            .offset(position)
+            .limit(1)
+        )
+    ).scalar_one_or_none()
+
+
+async def failures_by_subject(
+    session: AsyncSession, since: datetime, *, limit: int, leave_out: str
+) -> list[tuple[str, int]]:
+    """Subjects with failures since ``since``, and how many, most first; not those that start
+    with ``leave_out``."""
+    count = func.count().label("failures")
+    rows = await session.execute(
+        select(LoginFailure.subject, count)
+        .where(
+            LoginFailure.failed_at > since,
+            ~LoginFailure.subject.startswith(leave_out, autoescape=True),
+        )
+        .group_by(LoginFailure.subject)
+        .order_by(count.desc(), LoginFailure.subject)
+        .limit(limit)
+    )
+    return [(subject, int(failures)) for subject, failures in rows.tuples()]
+
+
+async def clear_failures(session: AsyncSession, subject: str) -> int:
+    return _rowcount(
+        await session.execute(delete(LoginFailure).where(LoginFailure.subject == subject))
+    )
+
+
+async def clear_failures_like(session: AsyncSession, *, prefix: str = "", suffix: str = "") -> int:
+    """Delete the failures whose subject starts with ``prefix`` and ends with ``suffix``."""
+    result = await session.execute(
+        delete(LoginFailure).where(
+            LoginFailure.subject.startswith(prefix, autoescape=True),
+            LoginFailure.subject.endswith(suffix, autoescape=True),
+        )
+    )
+    return _rowcount(result)
 
 
 async def sweep_failures(session: AsyncSession, before: datetime) -> None:

@@ -20,6 +20,7 @@ from tablehouse.auth.schemas import (
     ApiKeyRead,
     EmailRequest,
     LoginRequest,
+    LoginThrottledBody,
     PasswordResetConfirm,
     RefreshRequest,
     RegisterRequest,
@@ -33,6 +34,17 @@ from tablehouse.errors import InvalidInput
 router = APIRouter(prefix=f"{API_PREFIX}/auth", tags=["auth"], responses=PUBLIC)
 
 SIGNED_IN = errors(401, 403)
+# Login's 429 says which limit refused it (docs/security.md, "Login throttling").
+LOGIN = {
+    **WITH_BODY,
+    **errors(401),
+    429: {
+        **errors(429)[429],
+        "model": LoginThrottledBody,
+        "description": "Too many failed logins for this email or from this address; "
+        "`limit` says which, retry after the given seconds",
+    },
+}
 
 
 @router.post(
@@ -61,7 +73,7 @@ async def register(
 @router.post(
     "/login",
     summary="Log in with email and password (JSON)",
-    responses={**WITH_BODY, **errors(401, 429)},
+    responses=LOGIN,
 )
 async def login(
     body: LoginRequest,
@@ -85,7 +97,7 @@ async def login(
 @router.post(
     "/token",
     summary="Log in with the OAuth2 password form (the docs' Authorize)",
-    responses={**WITH_BODY, **errors(401, 429)},
+    responses=LOGIN,
 )
 async def token(
     form: Annotated[OAuth2PasswordRequestForm, Depends()],

@@ -17,6 +17,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from tablehouse.api.responses import ErrorBody
 from tablehouse.auth.emails import check_email
 from tablehouse.auth.models import Role, Scope
 from tablehouse.core.passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
@@ -66,6 +67,20 @@ class RegisterRequest(BaseModel):
 class LoginRequest(BaseModel):
     email: Email
     password: Password
+
+
+class LoginThrottledBody(ErrorBody):
+    """429 from a login: which limit refused it, and when to try again."""
+
+    detail: str = Field(description="What was hit, and what to do about it")
+    code: Literal["login_throttled"] = Field(description="Always login_throttled here")
+    limit: Literal["account", "address"] = Field(
+        description="account: failed logins for this email, from anywhere. address: failed "
+        "logins from the client's address, for this or other emails"
+    )
+    retry_after: int = Field(
+        ge=1, description="Seconds until an attempt can get through; the Retry-After header"
+    )
 
 
 class RefreshRequest(BaseModel):

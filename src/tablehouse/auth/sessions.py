@@ -95,7 +95,7 @@ async def login(
     if new_hash is not None:
         user.password_hash = new_hash
     user.last_login_at = now
-    await throttle.forget_account_failures(session, email)
+    await throttle.forget_login_failures(session, email, client.address)
     return await open_session(session, issuer=issuer, user=user, client=client, now=now)
 
 

@@ -19,7 +19,9 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-app = typer.Typer(help="Create, list and deactivate users.", no_args_is_help=True)
+app = typer.Typer(
+    help="Create, list and deactivate users; see and lift login throttling.", no_args_is_help=True
+)
 
 
 def _read_password(from_stdin: bool) -> str:
@@ -101,6 +103,73 @@ def deactivate(email: Annotated[str, typer.Argument(help="The user's email addre
         return f"deactivated {user.email}; their sessions are revoked"
 
     typer.echo(_run(in_unit_of_work(settings, work)))
+
+
+@app.command()
+def throttled(limit: Annotated[int, typer.Option(min=1, max=10_000)] = 100) -> None:
+    """List the emails and addresses with failed logins in the window, most first.
+
+    At its limit, an email is refused whatever the password; an address refuses the emails
+    that failed from it and lets others try one at a time (docs/security.md).
+    """
+    from tablehouse.auth import throttle
+    from tablehouse.core.models import utc_now
+
+    settings = settings_or_exit()
+
+    async def work(session: AsyncSession) -> Table:
+        counted = await throttle.counted(session, settings, now=utc_now(), limit=limit)
+        window = settings.login_failure_window_seconds
+        table = Table(title=f"failed logins in the last {window} s")
+        for column in ("limit", "email or address", "failures", "at the limit for"):
+            table.add_column(column)
+        for entry in counted:
+            table.add_row(
+                entry.limit,
+                entry.key,
+                f"{entry.failures} of {entry.max_failures}",
+                "-" if entry.over_limit_seconds is None else f"{entry.over_limit_seconds} s",
+            )
+        return table
+
+    Console().print(_run(in_unit_of_work(settings, work)))
+
+
+@app.command()
+def unlock(
+    email: Annotated[
+        str | None, typer.Argument(help="Forget this email's failed logins, from every address")
+    ] = None,
+    address: Annotated[
+        str | None,
+        typer.Option(help="Forget the failed logins from this client address, for every email"),
+    ] = None,
+) -> None:
+    """Lift login throttling for an email, a client address, or both."""
+    from tablehouse.auth import throttle
+    from tablehouse.auth.accounts import normalise_email
+
+    if email is None and address is None:
+        raise fail("give an email, --address, or both (see `tablehouse users throttled`)")
+    settings = settings_or_exit()
+
+    async def work(session: AsyncSession) -> list[str]:
+        done = []
+        if email is not None:
+            key = normalise_email(email)
+            cleared = await throttle.unlock_account(session, key)
+            done.append(f"forgot {_failed_logins(cleared)} of {key}")
+        if address is not None:
+            cleared = await throttle.unlock_address(session, address)
+            done.append(f"forgot {_failed_logins(cleared)} from {address}")
+        return done
+
+    for line in _run(in_unit_of_work(settings, work)):
+        typer.echo(line)
+
+
+def _failed_logins(count: int) -> str:
+    return f"{count} failed login{'' if count == 1 else 's'}"
 
 
 def _run(coroutine: Coroutine[Any, Any, T]) -> T:
