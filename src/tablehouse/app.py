@@ -14,9 +14,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from tablehouse import __version__
 from tablehouse.analytics.lifecycle import Analytics
 from tablehouse.api.bodies import BodyBudgetMiddleware, BodyLimit, LargerBody, Pace
+from tablehouse.api.docs import install_docs
 from tablehouse.api.errors import install_error_handlers
 from tablehouse.api.middleware import RequestContextMiddleware, StartupFailureMiddleware
 from tablehouse.api.runtime import Runtime
+from tablehouse.api.security_schemes import offer_bearer_scheme
 from tablehouse.config import Settings, load_settings
 from tablehouse.core import migrations
 from tablehouse.core.database import (
@@ -70,6 +72,9 @@ def create_app(settings: Settings) -> FastAPI:
         version=__version__,
         summary="Define datasets by schema, load rows, and query them in SQL.",
         lifespan=lifespan,
+        # Served by install_docs from the package's own assets, not from a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     metrics = Metrics()
     app.state.metrics = metrics
@@ -79,6 +84,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(StartupFailureMiddleware)
     install_error_handlers(app)
     include_routers(app)
+    install_docs(app)
     app.openapi = lambda: _document(app, settings)  # type: ignore[method-assign]
     return app
 
@@ -86,7 +92,9 @@ def create_app(settings: Settings) -> FastAPI:
 def _document(app: FastAPI, settings: Settings) -> dict[str, Any]:
     """FastAPI's OpenAPI document, with the limits this server's settings set."""
     if app.openapi_schema is None:
-        state_limits(FastAPI.openapi(app), settings)  # which keeps it in app.openapi_schema
+        document = FastAPI.openapi(app)  # which keeps it in app.openapi_schema
+        state_limits(document, settings)
+        offer_bearer_scheme(document)
     assert app.openapi_schema is not None
     return app.openapi_schema
 

@@ -23,11 +23,15 @@ from tablehouse.config import Settings
 from tablehouse.core.database import read_uow, uow
 from tablehouse.errors import Forbidden, NotAuthenticated, TablehouseError
 
-# auto_error=False: a missing token gets our own 401 body, not FastAPI's.
+# auto_error=False: a missing token gets our own 401 body, not FastAPI's. The same header
+# also carries API keys: the document declares it as HTTP bearer too (api/security_schemes.py).
 bearer = OAuth2PasswordBearer(
     tokenUrl="/api/v1/auth/token",
     auto_error=False,
-    description="An access token from /auth/login or /auth/token, or an API key (th_...)",
+    description=(
+        "Sign in with your email (as username) and password, exchanged at /auth/token for "
+        "an access token. For an API key, use HTTPBearer."
+    ),
 )
 
 
