@@ -80,7 +80,7 @@ def parse_filters(
         if key == FILTER:
             name, dot, text = value.partition(".")
             if not dot:
-                problems.append((("query", key), _no_field(value, layout), "malformed_filter"))
+                problems.append((("query", key), _no_field(layout), "malformed_filter"))
                 continue
             if name not in layout.by_name:
                 problems.append((("query", key), _not_a_field(name, layout), "unknown_field"))
@@ -119,8 +119,8 @@ def _unknown(key: str, layout: Layout) -> str:
     )
 
 
-def _no_field(value: str, layout: Layout) -> str:
-    return f"expected field.operator.value, such as {layout.names[0]}.eq.{value or 'x'}"
+def _no_field(layout: Layout) -> str:
+    return f"expected field.operator.value, such as {layout.names[-1]}.eq.x"
 
 
 def _not_a_field(name: str, layout: Layout) -> str:
