@@ -154,12 +154,22 @@ def either(*rules: Refusal) -> Refusal:
 # - A rule across values: from before to, at most MAX_BUCKETS buckets, an expiry in the
 #   future (relative to now), field names that repeat within one definition.
 ROWS = either(
-    refused(422, "unknown_field", "invalid_value", "invalid_order", "invalid_rows"),
-    # The document gives a CSV body as text; what CSV is (quotes, line ends) it cannot say.
-    refused(400, "invalid_csv"),
+    # Which operators suit a field (like for strings, is.true for booleans) is its type's.
+    refused(422, "unknown_field", "invalid_value", "invalid_order", "invalid_rows", "bad_operator"),
+    # The document gives a CSV body as text, and rows.csv / rows.ndjson bodies as bytes (which
+    # generators turn into a file argument); what CSV is (quotes, line ends), or that the
+    # bytes are UTF-8 text, it cannot say.
+    refused(400, "invalid_csv", "invalid_encoding"),
 )
+
+
+def _sql_refused(_case: Case, response: Response) -> bool:
+    return response.status_code == 400
+
+
 BEYOND_THE_DOCUMENT: dict[str, Refusal] = {
-    "POST /api/v1/query": lambda _case, response: response.status_code == 400,
+    "POST /api/v1/query": _sql_refused,
+    "POST /api/v1/query.csv": _sql_refused,
     "GET /api/v1/auth/verify/confirm": refused(400, "invalid_token"),
     "POST /api/v1/auth/verify/confirm": refused(400, "invalid_token"),
     "POST /api/v1/auth/password-reset/confirm": refused(400, "invalid_token"),
@@ -167,6 +177,8 @@ BEYOND_THE_DOCUMENT: dict[str, Refusal] = {
     # A cursor is the "next" of an earlier page; one made up is refused as malformed.
     "GET /api/v1/schemas/{name}/rows": either(ROWS, refused(400, "invalid_cursor")),
     "POST /api/v1/schemas/{name}/rows": ROWS,
+    "POST /api/v1/schemas/{name}/rows.csv": ROWS,
+    "POST /api/v1/schemas/{name}/rows.ndjson": ROWS,
     "GET /api/v1/schemas/{name}/rows/{key}": ROWS,
     "PATCH /api/v1/schemas/{name}/rows/{key}": ROWS,
     "DELETE /api/v1/schemas/{name}/rows/{key}": ROWS,

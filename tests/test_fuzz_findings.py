@@ -281,6 +281,44 @@ async def test_an_order_outside_the_documented_pattern_is_refused(
 
 
 @pytest.mark.parametrize(
+    ("value", "fits"),
+    [
+        ("id.in.(1,2)", True),
+        ('name.in.("Ada, Countess",Grace)', True),
+        ("name.in.()", True),
+        ("city.is.null", True),
+        ("name.like.*a*", True),
+        ("name.eq.a.b", True),
+        ("id", False),
+        ("id.between.1", False),
+        ("id.in.1", False),
+        ('name.in.("Ada)', False),
+        ('name.in.("Ada"x)', False),
+        ("city.is.maybe", False),
+        (f"id.in.({','.join(map(str, range(1001)))})", False),
+    ],
+)
+async def test_a_filter_is_refused_exactly_when_outside_the_documented_pattern(
+    client: httpx.AsyncClient, ada: dict[str, str], value: str, fits: bool
+) -> None:
+    """?filter= is declared so generated clients can filter; its pattern is the grammar the
+    server reads (field, operator, a value of the operator's shape)."""
+    document = (await client.get("/openapi.json")).json()
+    operation = document["paths"]["/api/v1/schemas/{name}/rows"]["get"]
+    schema = next(p["schema"] for p in operation["parameters"] if p["name"] == "filter")
+    assert _agreement(document, schema, [value]) is fits
+    created = await client.post("/api/v1/schemas", json=CUSTOMERS, headers=ada)
+    assert created.status_code == 201, created.text
+
+    response = await client.get(
+        "/api/v1/schemas/customers/rows", params={"filter": value}, headers=ada
+    )
+    assert (response.status_code == 200) is fits, response.text
+    if not fits:
+        assert_refused_at(response, ["query", "filter"], "")
+
+
+@pytest.mark.parametrize(
     ("path", "allowed"),
     [
         ("/api/v1/schemas", "GET, POST"),

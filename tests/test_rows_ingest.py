@@ -165,6 +165,32 @@ async def test_nan_is_refused(
     assert await _rows(settings) == []
 
 
+async def test_rows_csv_and_rows_ndjson_read_the_body_as_their_path_says(
+    client: httpx.AsyncClient, headers: dict[str, str], settings: Settings
+) -> None:
+    """For clients that send a file's bytes (generated ones send application/octet-stream):
+    the path names the format, the Content-Type is not read, and MAX_INGEST_BYTES applies,
+    not MAX_BODY_BYTES (1 MiB)."""
+    csv_body = "id,title\n" + "".join(f"{n},{'x' * 40}\n" for n in range(1, 50_001))
+    assert len(csv_body) > 2 * 1024 * 1024
+    binary = {**headers, "Content-Type": "application/octet-stream"}
+    loaded = await client.post(f"{ROWS}.csv", content=csv_body, headers=binary)
+    assert loaded.status_code == 201, loaded.text
+    assert loaded.json()["inserted"] == 50_000
+    ndjson = "\n".join(json.dumps(_song(n)) for n in range(60_001, 60_003))
+    as_ndjson = await client.post(
+        f"{ROWS}.ndjson?on_conflict=skip",
+        content=ndjson,
+        headers={**headers, "Content-Type": "text/plain"},
+    )
+    assert as_ndjson.status_code == 201, as_ndjson.text
+    assert as_ndjson.json()["inserted"] == 2
+    not_csv = await client.post(f"{ROWS}.csv", content=ndjson, headers=binary)
+    assert not_csv.status_code == 422
+    assert not_csv.json()["detail"][0]["loc"] == ["body", "header"]
+    assert len(await _rows(settings)) == 50_002
+
+
 async def test_body_over_the_limit_is_413_and_writes_nothing(
     client: httpx.AsyncClient, headers: dict[str, str], settings: Settings
 ) -> None:

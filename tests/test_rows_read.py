@@ -345,6 +345,62 @@ async def test_invalid_parameters_are_422_naming_them(
         assert refused.json()["detail"][0]["loc"] == ["query", loc], query
 
 
+async def test_the_declared_filter_parameter_is_the_same_filter_as_field_equals(
+    client: httpx.AsyncClient, headers: dict[str, str]
+) -> None:
+    """?filter=field.op.value (the form the OpenAPI document declares) and ?field=op.value
+    select the same rows, mix in one request, and share cursors."""
+    for query, expected in COMPARISONS:
+        declared = "&".join(f"filter={part.replace('=', '.', 1)}" for part in query.split("&"))
+        assert await _ids(client, headers, declared) == expected, declared
+    mixed = await _ids(client, headers, "filter=plays.gte.5&artist=eq.Ann")
+    assert mixed == [3, 5]
+    quoted = await client.get(
+        ROWS, params={"filter": 'title.in.("100% Pure",Moon)'}, headers=headers
+    )
+    assert [row["id"] for row in quoted.json()["rows"]] == [3, 6]
+    first = await client.get(f"{ROWS}?plays=gte.5&order=plays&limit=2", headers=headers)
+    following = await client.get(
+        ROWS,
+        params={"filter": "plays.gte.5", "order": "plays", "cursor": first.json()["next"]},
+        headers=headers,
+    )
+    assert following.status_code == 200, following.text
+    assert [row["id"] for row in following.json()["rows"]] == [6, 3, 5]
+
+
+async def test_a_bad_declared_filter_is_422_saying_what_is_wrong(
+    client: httpx.AsyncClient, headers: dict[str, str]
+) -> None:
+    response = await client.get(
+        ROWS,
+        params=[
+            ("filter", "plays"),
+            ("filter", "nope.eq.1"),
+            ("filter", "plays.gt.ten"),
+            ("filter", "liked.like.x"),
+        ],
+        headers=headers,
+    )
+    assert response.status_code == 422
+    problems = [(p["loc"], p["type"], p["msg"]) for p in response.json()["detail"]]
+    assert problems == [
+        (
+            ["query", "filter"],
+            "malformed_filter",
+            "expected field.operator.value, such as rating.eq.x",
+        ),
+        (
+            ["query", "filter"],
+            "unknown_field",
+            "'nope' is not a field of this dataset; fields: "
+            "id, title, artist, plays, released, liked, tags, added_at, ref, rating",
+        ),
+        (["query", "filter"], "invalid_value", "plays: expected an integer, got 'ten'"),
+        (["query", "filter"], "bad_operator", "liked: like applies to string fields only"),
+    ]
+
+
 async def test_fields_named_like_parameters_are_filtered_with_a_prefix(
     client: httpx.AsyncClient, headers: dict[str, str], settings: Settings
 ) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 
 import structlog
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tablehouse import __version__
@@ -17,6 +18,7 @@ from tablehouse.api.bodies import BodyBudgetMiddleware, BodyLimit, LargerBody, P
 from tablehouse.api.docs import install_docs
 from tablehouse.api.errors import install_error_handlers
 from tablehouse.api.middleware import RequestContextMiddleware, StartupFailureMiddleware
+from tablehouse.api.responses import without_impossible_422
 from tablehouse.api.runtime import Runtime
 from tablehouse.api.security_schemes import offer_bearer_scheme
 from tablehouse.config import Settings, load_settings
@@ -40,7 +42,7 @@ from tablehouse.query import statements
 from tablehouse.query.privileges import check_query_role, check_role_creation
 from tablehouse.query.schemas import state_limits
 from tablehouse.routes import include_routers
-from tablehouse.rows.router import INGEST_PATH
+from tablehouse.rows.router import INGEST_PATHS
 
 # Net allocations between two collections of the youngest generation. At Python's 700 it ran
 # every few requests, for 5-15% of a request's CPU (bench/cpu_per_request.py); what a request
@@ -75,6 +77,9 @@ def create_app(settings: Settings) -> FastAPI:
         # Served by install_docs from the package's own assets, not from a CDN.
         docs_url=None,
         redoc_url=None,
+        # operationId = the endpoint's function name (unique; FastAPI warns on a repeat), so
+        # generated clients have load_rows, not load_rows_api_v1_schemas_name_rows_post.
+        generate_unique_id_function=_operation_id,
     )
     metrics = Metrics()
     app.state.metrics = metrics
@@ -89,12 +94,18 @@ def create_app(settings: Settings) -> FastAPI:
     return app
 
 
+def _operation_id(route: APIRoute) -> str:
+    return route.name
+
+
 def _document(app: FastAPI, settings: Settings) -> dict[str, Any]:
-    """FastAPI's OpenAPI document, with the limits this server's settings set."""
+    """FastAPI's OpenAPI document, with the limits this server's settings set, and no 422
+    where nothing can be invalid."""
     if app.openapi_schema is None:
         document = FastAPI.openapi(app)  # which keeps it in app.openapi_schema
         state_limits(document, settings)
         offer_bearer_scheme(document)
+        without_impossible_422(document)
     assert app.openapi_schema is not None
     return app.openapi_schema
 
@@ -109,9 +120,8 @@ def _body_budget(settings: Settings) -> dict[str, Any]:
             grace=settings.body_min_rate_grace_seconds,
         ),
         "larger": [
-            LargerBody(
-                "POST", INGEST_PATH, BodyLimit(settings.max_ingest_bytes, "MAX_INGEST_BYTES")
-            )
+            LargerBody("POST", path, BodyLimit(settings.max_ingest_bytes, "MAX_INGEST_BYTES"))
+            for path in INGEST_PATHS
         ],
     }
 

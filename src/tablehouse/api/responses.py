@@ -62,3 +62,14 @@ AUTHENTICATED = errors(401, 403, 422, 503)
 PUBLIC = errors(422, 503)
 # Operations that read a request body (MAX_BODY_BYTES, BODY_READ_TIMEOUT_SECONDS).
 WITH_BODY = errors(400, 408, 413)
+
+
+def without_impossible_422(document: dict[str, Any]) -> None:
+    """Drop the 422 of every operation that takes no parameters and no body: nothing it is
+    sent can fail validation (AUTHENTICATED and PUBLIC declare 422 for all)."""
+    for item in document.get("paths", {}).values():
+        for operation in item.values():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            if not operation.get("parameters") and "requestBody" not in operation:
+                operation["responses"].pop("422", None)

@@ -47,6 +47,12 @@ def _stream_format(accept: str | None) -> service.StreamFormat | None:
     return None
 
 
+_ERRORS = {**WITH_BODY, **errors(404, 429)}
+# The Accept header picks the form of the answer. It is not declared as a parameter (OpenAPI
+# ignores one named Accept); the 200's content types say what it may ask for.
+_Accept = Annotated[str | None, Header(include_in_schema=False)]
+
+
 @router.post(
     "/query",
     response_model=QueryResult,
@@ -59,8 +65,7 @@ def _stream_format(accept: str | None) -> service.StreamFormat | None:
             },
             "description": "JSON by default; CSV or NDJSON (streamed) by the Accept header",
         },
-        **WITH_BODY,
-        **errors(404, 429),
+        **_ERRORS,
     },
 )
 @reads_only
@@ -69,12 +74,44 @@ async def run_query(
     caller: QueryAccess,
     session: SessionDep,
     target: Target,
-    accept: Annotated[str | None, Header()] = None,
+    accept: _Accept = None,
 ) -> Response:
     form = _stream_format(accept)
     if form is None:
         document = await service.answer(session, caller=caller, request=body, target=target)
         return Response(document, media_type="application/json")
+    return await _streamed(body, caller, session, target, form)
+
+
+@router.post(
+    "/query.csv",
+    response_class=Response,
+    summary="Run one read-only SQL statement; the rows as CSV (as /query with Accept: text/csv)",
+    responses={
+        200: {
+            "content": {"text/csv": {"schema": {"type": "string"}}},
+            "description": "A header row, then one line per row, streamed",
+            "headers": {
+                "X-Query-Id": {"description": "The query's id", "schema": {"type": "string"}}
+            },
+        },
+        **_ERRORS,
+    },
+)
+@reads_only
+async def run_query_csv(
+    body: QueryRequest, caller: QueryAccess, session: SessionDep, target: Target
+) -> Response:
+    return await _streamed(body, caller, session, target, "csv")
+
+
+async def _streamed(
+    body: QueryRequest,
+    caller: QueryAccess,
+    session: SessionDep,
+    target: Target,
+    form: service.StreamFormat,
+) -> Response:
     query_id, chunks = await service.stream(
         session, caller=caller, request=body, target=target, form=form
     )

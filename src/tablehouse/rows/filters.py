@@ -2,8 +2,10 @@
 
 A value is converted by its field's text converter before it reaches SQL, so ``plays=gt.10``
 compares integers and ``released=lt.2024-01-01`` dates; values are always bound parameters.
-A field whose name is also a parameter of the row API (``count``, ``cursor``, ``owner``) is
-filtered as ``filter.<field>``, which works for every field.
+A field whose name is also a parameter of the row API (``count``, ``cursor``, ``owner``,
+``filter``) is filtered as ``filter.<field>=op.value``, which works for every field. The same
+filters can be sent as ``filter=field.op.value`` (repeatable): one declared parameter, which
+is the form the OpenAPI document gives, so generated clients can filter.
 """
 
 from __future__ import annotations
@@ -16,12 +18,14 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, false, func, or_, true
 from sqlalchemy.sql.elements import ColumnClause
 
+from tablehouse.datasets.names import NAME
 from tablehouse.datasets.schemas import FieldSpec
 from tablehouse.errors import InvalidInput, Location
 from tablehouse.rows.layout import Layout
 from tablehouse.rows.values import Converter, InvalidValue, converter
 
 RESERVED = ("order", "select", "limit", "cursor", "count", "owner")
+FILTER = "filter"  # filter=field.op.value, any number of times
 FILTER_PREFIX = "filter."
 MAX_LIST_ITEMS = 1000
 LIKE_ESCAPE = "\\"
@@ -38,6 +42,16 @@ _COMPARISONS: dict[str, Callable[[Column, Any], Condition]] = {
 }
 OPERATORS = (*_COMPARISONS, "like", "ilike", "in", "is")
 IS_VALUES = ("null", "not_null", "true", "false")
+# What parse_filters and parse_list take, for the OpenAPI document: a field name, then an
+# operator and a value of the shape the operator needs. Whether the field exists, and whether
+# the operator and value suit its type, the dataset decides.
+_LIST_ITEM = r'(?:"(?:\\[\s\S]|[^"\\])*"|[^,"][^,]*|)'
+_LIST = rf"\((?:{_LIST_ITEM}(?:,{_LIST_ITEM}){{0,{MAX_LIST_ITEMS - 1}}})?\)"
+_OPERATION = (
+    rf"(?:(?:{'|'.join((*_COMPARISONS, 'like', 'ilike'))})\.[\s\S]*"
+    rf"|in\.{_LIST}|is\.(?:{'|'.join(IS_VALUES)}))"
+)
+FILTER_PATTERN = rf"^{NAME}\.{_OPERATION}$"
 _JSON_TYPE_OF = {"postgresql": func.jsonb_typeof, "sqlite": func.json_type}
 
 
@@ -60,10 +74,19 @@ def parse_filters(
     """Every filter in ``params`` (reserved names skipped), or InvalidInput naming each problem."""
     problems = _repeated(params)
     filters: list[Filter] = []
-    for key, text in params:
+    for key, value in params:
         if key in RESERVED:
             continue
-        name = key.removeprefix(FILTER_PREFIX)
+        if key == FILTER:
+            name, dot, text = value.partition(".")
+            if not dot:
+                problems.append((("query", key), _no_field(layout), "malformed_filter"))
+                continue
+            if name not in layout.by_name:
+                problems.append((("query", key), _not_a_field(name, layout), "unknown_field"))
+                continue
+        else:
+            name, text = key.removeprefix(FILTER_PREFIX), value
         spec = layout.by_name.get(name)
         if spec is None:
             problems.append((("query", key), _unknown(key, layout), "unknown_parameter"))
@@ -92,8 +115,16 @@ def _repeated(params: Sequence[tuple[str, str]]) -> list[tuple[Location, str, st
 def _unknown(key: str, layout: Layout) -> str:
     return (
         f"'{key}' is not a field of this dataset nor a parameter; fields: "
-        f"{', '.join(layout.names)}; parameters: {', '.join(RESERVED)}"
+        f"{', '.join(layout.names)}; parameters: {', '.join((*RESERVED, FILTER))}"
     )
+
+
+def _no_field(layout: Layout) -> str:
+    return f"expected field.operator.value, such as {layout.names[-1]}.eq.x"
+
+
+def _not_a_field(name: str, layout: Layout) -> str:
+    return f"'{name}' is not a field of this dataset; fields: {', '.join(layout.names)}"
 
 
 def _condition(spec: FieldSpec, column: Column, text: str, backend: str) -> Condition:

@@ -31,13 +31,16 @@ class IngestOptions:
     on_invalid: OnInvalid = "error"
     batch_rows: int = 5000
     max_reported: int = 100
+    # The format the path names (rows.csv, rows.ndjson), whatever the Content-Type says.
+    form: str | None = None
 
 
 async def converted_rows(
-    layout: Layout, body: IO[bytes], content_type: str | None
+    layout: Layout, body: IO[bytes], content_type: str | None, form: str | None = None
 ) -> AsyncIterator[Run]:
-    """The body's rows as records for the table (or the problems that stop them), in runs."""
-    kind = body_format(content_type)
+    """The body's rows as records for the table (or the problems that stop them), in runs:
+    read as ``form`` when it is given, else as the Content-Type says."""
+    kind = form or body_format(content_type)
     if kind == "json":
         runs = _json(layout, body)
     elif kind == "csv":
@@ -111,7 +114,7 @@ async def ingest(
     problems: list[RowProblem] = []
     problem_count = received = 0
     try:
-        async for first, run in converted_rows(layout, body, content_type):
+        async for first, run in converted_rows(layout, body, content_type, options.form):
             received += len(run)
             for index, (record, issues) in enumerate(run, start=first):
                 if issues:

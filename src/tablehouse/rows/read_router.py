@@ -16,6 +16,7 @@ from tablehouse.auth.dependencies import ReadAccess, WriteAccess
 from tablehouse.datasets import service as datasets
 from tablehouse.datasets.router import OwnerQuery
 from tablehouse.rows import reading, records
+from tablehouse.rows.filters import FILTER_PATTERN
 from tablehouse.rows.ordering import ORDER_PATTERN, SELECT_PATTERN
 from tablehouse.rows.reading import DEFAULT_LIMIT, MAX_LIMIT, CountMode, ReadRequest, RowPage
 
@@ -43,6 +44,18 @@ Select = Annotated[
         json_schema_extra={"pattern": SELECT_PATTERN},
     ),
 ]
+# Declared for the document only: parse_filters reads it (and ?field=op.value) from the query
+# string, so that both forms are one set of filters and every problem is told with its cause.
+Filters = Annotated[
+    list[str] | None,
+    Query(
+        alias="filter",
+        description="field.op.value, any number of times, all must hold: artist.eq.Ann, "
+        "plays.gt.10, id.in.(1,2,3), artist.is.null; operators: eq neq lt lte gt gte like ilike "
+        "in is. The same as ?field=op.value (docs/api.md, Filters)",
+        json_schema_extra={"items": {"type": "string", "pattern": FILTER_PATTERN}},
+    ),
+]
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Rows per page")]
 Cursor = Annotated[str | None, Query(description="The 'next' of the previous page")]
 Count = Annotated[CountMode | None, Query(description="Also count the matching rows (all pages)")]
@@ -62,7 +75,8 @@ def _as_json(content: BaseModel | dict[str, Any]) -> Response:
 
 @router.get(
     "/{name}/rows",
-    summary="Rows: filter with ?field=op.value (eq neq lt lte gt gte like ilike in is)",
+    summary="Rows: filter with ?filter=field.op.value or ?field=op.value (eq neq lt lte gt gte "
+    "like ilike in is)",
     response_model=RowPage,
     responses=errors(400),
 )
@@ -71,6 +85,7 @@ async def list_rows(
     request: Request,
     caller: ReadAccess,
     session: SessionDep,
+    filters: Filters = None,  # read with the other filters, from request.query_params
     order: Order = None,
     select: Select = None,
     limit: Limit = DEFAULT_LIMIT,
