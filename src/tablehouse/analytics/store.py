@@ -168,7 +168,8 @@ class _ChdbEngine:
                 )
             if not self._users:
                 holder = chdb_holder(path)
-                if holder is not None:
+                # Our own pid: an engine this process closed may keep its lock; chDB decides.
+                if holder is not None and holder != os.getpid():
                     raise StoreLocked(path, holder)
             client = factory()
             self._path, self._users = path, self._users + 1
