@@ -263,24 +263,27 @@ async def test_summary_counts_errors_and_times_per_bucket(
     assert sum(bucket["count"] for bucket in daily.json()["buckets"]) == 4
 
 
-async def test_summary_percentiles_of_sub_millisecond_queries_are_not_zero(
+async def test_summary_percentiles_are_the_answers_times_to_the_microsecond(
     served: tuple[FastAPI, httpx.AsyncClient, dict[str, str]],
 ) -> None:
+    """Whole milliseconds made every percentile of a fast dataset 0.0 (or 1.0)."""
     _, client, ada = served
-    for n in range(5):
-        assert (await run(client, ada, f"SELECT {n}")).status_code == 200
-    body = await history_of(client, ada, expect=5)
+    answers = [await run(client, ada, f"SELECT {n}") for n in range(5)]
+    await history_of(client, ada, expect=5)
 
     summary = await client.get(
         "/api/v1/analytics/queries/summary", params={"interval": "day"}, headers=ada
     )
 
-    times = [item["execution_time_ms"] for item in body["items"]]
-    assert all(0 < time < 1000 for time in times), times
-    for bucket in summary.json()["buckets"]:  # two, if the test spans midnight
-        percentiles = bucket["execution_time_ms"]
-        assert 0 < percentiles["p50"] <= percentiles["p95"] <= percentiles["p99"]
-        assert min(times) <= percentiles["p50"] <= max(times)
+    times = sorted(answer.json()["stats"]["execution_time_ms"] for answer in answers)
+    buckets = summary.json()["buckets"]
+    if len(buckets) == 1:  # two if the test spans midnight
+        percentiles = buckets[0]["execution_time_ms"]
+        # Five values: the median is the third (ClickHouse interpolates between neighbours).
+        assert percentiles["p50"] == pytest.approx(times[2], abs=0.002)
+        assert times[2] <= percentiles["p95"] <= percentiles["p99"] <= times[4] + 0.002
+    for bucket in buckets:
+        assert bucket["execution_time_ms"]["p50"] > 0
 
 
 async def test_history_filters_by_source(
