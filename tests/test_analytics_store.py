@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from clickhouse_connect.driver import exceptions as ch
 
-from tablehouse.analytics import schema
+from tablehouse.analytics import history, schema
 from tablehouse.analytics.store import (
     AnalyticsStore,
     StoreRejected,
@@ -42,7 +42,12 @@ QUERY_LOG_COLUMNS = (
     "bytes_read",
     "timestamp",
 )
-MIGRATIONS = [(1, "query_logs"), (2, "metrics"), (3, "query_logs_api_key")]
+MIGRATIONS = [
+    (1, "query_logs"),
+    (2, "metrics"),
+    (3, "query_logs_api_key"),
+    (4, "query_logs_source_and_microseconds"),
+]
 
 
 def query_log_row(timestamp: datetime, user_id: uuid.UUID | None = None) -> list[Any]:
@@ -251,6 +256,43 @@ async def test_a_half_applied_migration_is_completed_by_the_next_run(
     assert await schema.migrate(analytics_store) == [n for _, n in MIGRATIONS]
 
 
+async def test_rows_logged_before_0004_read_as_api_and_their_milliseconds(
+    analytics_store: AnalyticsStore,
+) -> None:
+    target = analytics_store.target
+    before = schema.migrations(
+        query_log_ttl_days=90, metrics_ttl_days=365, cluster=None, database=target.database
+    )[:3]
+    for migration in before:
+        for statement in migration.statements:
+            await analytics_store.command(statement)
+    now = datetime.now(UTC)
+    await analytics_store.insert("query_logs", QUERY_LOG_COLUMNS, [query_log_row(now)])
+
+    await schema.migrate(analytics_store)
+    await analytics_store.insert(
+        "query_logs",
+        (*QUERY_LOG_COLUMNS, "execution_time_us", "source"),
+        [[*query_log_row(now)[:5], 0, 1, 8, now, 412, "cli"]],
+    )
+    rows = await analytics_store.query(
+        "SELECT source, execution_time_ms, execution_time_us FROM query_logs ORDER BY source"
+    )
+    buckets = await history.summary(
+        analytics_store,
+        history.QueryFilter(None, now - timedelta(hours=1), now + timedelta(hours=1)),
+        interval="day",
+    )
+
+    assert [(r["source"], r["execution_time_ms"], r["execution_time_us"]) for r in rows] == [
+        ("api", 12, 12_000),  # whole milliseconds, as logged then
+        ("cli", 0, 412),
+    ]
+    assert len(buckets) == 1
+    assert min(buckets[0]["times"]) >= 0.412  # a fast query no longer reads as 0 ms
+    assert max(buckets[0]["times"]) <= 12.0
+
+
 async def test_tables_have_monthly_partitions_ttl_and_dedup(
     analytics_store: AnalyticsStore,
 ) -> None:
@@ -438,7 +480,7 @@ def test_data_survives_a_restart_and_one_process_holds_a_path(tmp_path: Path) ->
             assert holder.stdout.readline() == "written\n"
             refused = run_python(_READ, url)
             assert refused.startswith("unavailable:")
-            assert "is another process using it?" in refused
+            assert f"is in use by process {holder.pid}" in refused
         finally:
             holder.stdin.close()
             assert holder.wait(timeout=60) == 0

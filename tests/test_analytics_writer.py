@@ -7,7 +7,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, ClassVar
@@ -16,7 +16,7 @@ import orjson
 import pytest
 from structlog.testing import capture_logs
 
-from tablehouse.analytics.spool import DEAD_LETTER
+from tablehouse.analytics.spool import DEAD_LETTER, SlotBusy, waiting_slots
 from tablehouse.analytics.tables import QUERY_LOGS
 from tablehouse.analytics.writer import EventWriter, WriterSettings, is_rejection
 from tablehouse.query.events import QueryExecuted
@@ -199,9 +199,23 @@ async def test_rows_are_converted_for_clickhouse(tmp_path: Path) -> None:
     await writer.stop()
     [row, by_session] = store.rows
     key = uuid.UUID(int=9)
-    assert row == (uuid.UUID(int=1), USER, "SELECT 1", "error", "boom", 0, 3, 24, START, key)
-    assert row[-2].tzinfo == UTC
-    assert by_session[-1] == uuid.UUID(int=0)
+    # A negative time (a clock step) is clamped to 0 in both columns; the source is api.
+    assert row == (
+        uuid.UUID(int=1),
+        USER,
+        "SELECT 1",
+        "error",
+        "boom",
+        0,
+        3,
+        24,
+        START,
+        key,
+        0,
+        "api",
+    )
+    assert row[8].tzinfo == UTC
+    assert by_session[9] == uuid.UUID(int=0)
 
 
 async def test_ten_thousand_events_while_the_store_is_down_are_written_once_in_order(
@@ -485,7 +499,7 @@ async def test_events_that_fit_no_table_are_dead_lettered(tmp_path: Path) -> Non
     writer.emit(Unknown("/health"))
     naive = event(1)
     writer.emit(
-        QueryExecuted(**{**naive.record(), "timestamp": datetime(2026, 1, 1)})  # noqa: DTZ001
+        replace(naive, timestamp=datetime(2026, 1, 1))  # noqa: DTZ001
     )
     writer.emit(event(2))
     await writer.stop()
@@ -530,3 +544,43 @@ async def test_emit_from_another_thread_reaches_the_loop(tmp_path: Path) -> None
     await until(lambda: writer.counts().written == 1)
     await writer.stop()
     assert store.texts == texts(1)
+
+
+async def test_a_slot_whose_process_ended_is_adopted_and_a_held_one_is_left_alone(
+    tmp_path: Path,
+) -> None:
+    """A command spools its events while a server holds the store; the server adopts them."""
+    store = FakeStore()
+    server = make(tmp_path, store)
+    await server.start()  # holds slot-0
+    command = make(tmp_path, FakeStore())
+    await command.stop()  # as tablehouse query does when the store is held elsewhere
+    for i in range(3):
+        command.emit(event(i))
+    assert command.counts().spooled == 3
+    server.emit(event(9))  # in memory: stays the server's own
+
+    with pytest.raises(SlotBusy):
+        await EventWriter(store, WriterSettings(spool_dir=tmp_path), slot=0).adopt()
+    adopter = EventWriter(store, WriterSettings(spool_dir=tmp_path), slot=1)
+    await adopter.adopt()
+    await server.stop()
+
+    assert adopter.counts().written == 3
+    assert store.texts[:3] == texts(3)
+    assert sorted(store.texts) == sorted([*texts(3), "SELECT 9"])
+    assert segments(tmp_path) == []
+    assert waiting_slots(tmp_path) == []
+
+
+def test_a_query_event_carries_its_source_and_microseconds() -> None:
+    row = QUERY_LOGS.row(replace(event(0), execution_time_ms=0.412, source="cli").record())
+    values = dict(zip(QUERY_LOGS.columns, row, strict=True))
+
+    assert values["source"] == "cli"
+    assert values["execution_time_us"] == 412
+    assert values["execution_time_ms"] == 0  # the spec's whole milliseconds, kept as they were
+    assert (
+        dict(zip(QUERY_LOGS.columns, QUERY_LOGS.row(event(0).record()), strict=True))["source"]
+        == "api"
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 
 import pytest
 
@@ -69,6 +70,45 @@ def test_csv_and_json_formats_with_parameters(env: dict[str, str]) -> None:
     assert document["columns"] == [{"name": "name", "type": "string"}]
 
 
+def test_ndjson_is_one_object_per_row_keyed_by_column(env: dict[str, str]) -> None:
+    result = run_tablehouse(
+        "query",
+        "SELECT name, people FROM cities ORDER BY people DESC",
+        "--as",
+        OWNER,
+        "--format",
+        "ndjson",
+        env=env,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert [json.loads(line) for line in result.stdout.splitlines()] == [
+        {"name": "Oslo", "people": 700000},
+        {"name": "Bergen", "people": 290000},
+        {"name": "[red]Tromsø", "people": 77000},
+    ]
+
+
+def test_stderr_holds_one_line_of_figures_not_the_query_event(env: dict[str, str]) -> None:
+    table = run_tablehouse("query", "SELECT name FROM cities", "--as", OWNER, env=env)
+    as_csv = run_tablehouse(
+        "query", "SELECT name FROM cities", "--as", OWNER, "--format", "csv", env=env
+    )
+
+    assert table.returncode == as_csv.returncode == 0, table.stderr + as_csv.stderr
+    for result in (table, as_csv):
+        assert "query.executed" not in result.stderr
+        assert "query_text" not in result.stdout + result.stderr
+    assert re.fullmatch(r"3 row\(s\) in [0-9.]+ ms", _plain_lines(table.stderr)[0])
+    assert _plain_lines(table.stderr)[1:] == []
+    assert _plain_lines(as_csv.stderr) == []  # the answer is on stdout, nothing to add
+
+
+def _plain_lines(stderr: str) -> list[str]:
+    """What the command printed for its user: stderr without the JSON log records."""
+    return [line for line in stderr.splitlines() if line and not line.startswith("{")]
+
+
 def test_limit_says_the_answer_was_cut(env: dict[str, str]) -> None:
     result = run_tablehouse(
         "query",
@@ -93,7 +133,7 @@ def test_limit_says_the_answer_was_cut(env: dict[str, str]) -> None:
         (("DELETE FROM cities", "--as", OWNER), "not_read_only"),
         (("SELECT * FROM users", "--as", OWNER), "no dataset named 'users'"),
         (("SELECT 1", "--as", "nobody@example.com"), "no active user with email"),
-        (("SELECT 1", "--as", OWNER, "--format", "xml"), "expected table, csv or json"),
+        (("SELECT 1", "--as", OWNER, "--format", "xml"), "expected table, csv, json or ndjson"),
         (("SELECT :x", "--as", OWNER, "--param", "x"), "expected name=value"),
         (("SELECT 1", "--as", OWNER, "--timeout-ms", "999999999"), "QUERY_TIMEOUT_MS"),
     ],

@@ -15,10 +15,14 @@ from tablehouse.analytics.store import AnalyticsStore
 
 Interval = Literal["hour", "day"]
 Aggregation = Literal["avg", "sum", "min", "max", "count", "p50", "p95", "p99"]
+Source = Literal["api", "cli"]
 QUERY_LOG_COLUMNS = (
-    "query_id, user_id, query_text, status, error, execution_time_ms, rows_read, bytes_read, "
-    "timestamp"
+    "query_id, user_id, query_text, status, error, execution_time_us, rows_read, bytes_read, "
+    "timestamp, source"
 )
+# Percentiles in microseconds (rows logged before analytics migration 0004 read as their
+# whole milliseconds times 1000); ``_in_ms`` turns them into milliseconds.
+_TIMES = "quantiles(0.5, 0.95, 0.99)(execution_time_us) AS times"
 _AGGREGATES: dict[Aggregation, str] = {
     "avg": "avg(value)",
     "sum": "sum(value)",
@@ -42,6 +46,7 @@ class QueryFilter:
     status: str | None = None
     text: str | None = None
     api_key_id: uuid.UUID | None = None
+    source: Source | None = None
 
     def where(self) -> tuple[str, dict[str, Any]]:
         clauses = [
@@ -58,6 +63,9 @@ class QueryFilter:
         if self.status is not None:
             clauses.append("status = {status:String}")
             parameters["status"] = self.status
+        if self.source is not None:
+            clauses.append("source = {source:String}")
+            parameters["source"] = self.source
         if self.text:
             clauses.append("positionCaseInsensitiveUTF8(query_text, {text:String}) > 0")
             parameters["text"] = self.text
@@ -76,7 +84,7 @@ async def page(
     counted = await store.query(
         f"SELECT count() AS total FROM query_logs WHERE {condition}", parameters
     )
-    return rows, int(counted[0]["total"])
+    return [_logged(row) for row in rows], int(counted[0]["total"])
 
 
 async def one(
@@ -96,7 +104,7 @@ async def one(
         "LIMIT 1",
         {"query_id": query_id, "user_id": user_id, "api_key_id": api_key_id},
     )
-    return rows[0] if rows else None
+    return _logged(rows[0]) if rows else None
 
 
 async def summary(
@@ -105,35 +113,47 @@ async def summary(
     """Per bucket: count, errors (any status but ok), p50/p95/p99 time, rows and bytes read."""
     condition, parameters = where.where()
     unit = {"hour": "HOUR", "day": "DAY"}[interval]
-    return await store.query(
+    rows = await store.query(
         f"SELECT toStartOfInterval(timestamp, INTERVAL 1 {unit}, 'UTC') AS bucket, "
         "count() AS count, countIf(status != 'ok') AS errors, "
-        "quantiles(0.5, 0.95, 0.99)(execution_time_ms) AS times, "
-        "sum(rows_read) AS rows_read, sum(bytes_read) AS bytes_read "
+        f"{_TIMES}, sum(rows_read) AS rows_read, sum(bytes_read) AS bytes_read "
         f"FROM query_logs WHERE {condition} GROUP BY bucket ORDER BY bucket",
         parameters,
     )
+    return [_in_ms(row) for row in rows]
 
 
 async def slowest(store: AnalyticsStore, where: QueryFilter, *, limit: int) -> list[dict[str, Any]]:
     condition, parameters = where.where()
-    return await store.query(
+    rows = await store.query(
         f"SELECT {QUERY_LOG_COLUMNS} FROM query_logs WHERE {condition} "
-        "ORDER BY execution_time_ms DESC, timestamp DESC LIMIT {limit:UInt32}",
+        "ORDER BY execution_time_us DESC, timestamp DESC LIMIT {limit:UInt32}",
         {**parameters, "limit": limit},
     )
+    return [_logged(row) for row in rows]
 
 
 async def by_user(store: AnalyticsStore, where: QueryFilter, *, limit: int) -> list[dict[str, Any]]:
     condition, parameters = where.where()
-    return await store.query(
+    rows = await store.query(
         "SELECT user_id, count() AS count, countIf(status != 'ok') AS errors, "
-        "quantiles(0.5, 0.95, 0.99)(execution_time_ms) AS times, "
-        "sum(rows_read) AS rows_read, sum(bytes_read) AS bytes_read "
+        f"{_TIMES}, sum(rows_read) AS rows_read, sum(bytes_read) AS bytes_read "
         f"FROM query_logs WHERE {condition} GROUP BY user_id "
         "ORDER BY count DESC, user_id LIMIT {limit:UInt32}",
         {**parameters, "limit": limit},
     )
+    return [_in_ms(row) for row in rows]
+
+
+def _logged(row: dict[str, Any]) -> dict[str, Any]:
+    """A log row with its time in milliseconds, to the microsecond."""
+    row["execution_time_ms"] = row.pop("execution_time_us") / 1000
+    return row
+
+
+def _in_ms(row: dict[str, Any]) -> dict[str, Any]:
+    row["times"] = [value / 1000 for value in row["times"]]
+    return row
 
 
 async def metric_series(

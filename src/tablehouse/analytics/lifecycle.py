@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 import structlog
 
 from tablehouse.analytics.schema import apply_ttl, migrate
+from tablehouse.analytics.spool import SlotBusy, waiting_slots
 from tablehouse.analytics.store import AnalyticsStore, StoreTarget, StoreUnavailable
 from tablehouse.analytics.writer import BatchStore, EventWriter, WriterSettings, describe
 from tablehouse.config import Settings
@@ -24,6 +25,9 @@ log = structlog.get_logger(__name__)
 RETRY_MAX_SECONDS = 30.0
 # How long start-up waits for the store before serving without it (events then spool).
 STARTUP_WAIT_SECONDS = 5.0
+# How often the server looks for batches that other processes left in the spool: a CLI
+# command spools its events while the server holds the embedded store.
+ADOPT_INTERVAL_SECONDS = 1.0
 INSTANCE = f"{socket.gethostname()}:{os.getpid()}"
 
 
@@ -101,6 +105,7 @@ class Analytics:
         )
         self._preparing: asyncio.Task[None] | None = None
         self._sampling: asyncio.Task[None] | None = None
+        self._adopting: asyncio.Task[None] | None = None
         self._prepare_error: str | None = None
         self._started = False
 
@@ -112,6 +117,7 @@ class Analytics:
         self._preparing = asyncio.create_task(self._prepare_until_ready())
         if self.metrics is not None:
             self._sampling = asyncio.create_task(self._sample_every_interval(self.metrics))
+        self._adopting = asyncio.create_task(self._adopt_every_interval())
         try:
             await asyncio.wait_for(asyncio.shield(self._preparing), STARTUP_WAIT_SECONDS)
         except TimeoutError:
@@ -138,6 +144,33 @@ class Analytics:
             log.info("analytics.ready", store=self.store.target.describe(), migrated=applied)
             return
 
+    async def _adopt_every_interval(self) -> None:
+        while True:
+            await asyncio.sleep(ADOPT_INTERVAL_SECONDS)
+            # While the store is away the writer retries with backoff; adopting would only
+            # fail (and warn) every second.
+            if self._gate.prepared and self.writer.counts().store_available:
+                try:
+                    await self.adopt()
+                except Exception:  # a bug or a disk error must not end the loop
+                    log.exception("analytics.adopt_failed")
+
+    async def adopt(self) -> int:
+        """Write what processes that have ended left in other spool slots; the events
+        written. A slot still held (this process's own, another worker's, a command still
+        running) is left alone."""
+        root, written = self.settings.resolved_spool_dir, 0
+        for slot in await asyncio.to_thread(waiting_slots, root):
+            adopter = EventWriter(self._gate, WriterSettings(spool_dir=root), slot=slot)
+            try:
+                await adopter.adopt()
+            except SlotBusy:
+                continue
+            written += adopter.counts().written
+        if written:
+            log.info("analytics.adopted", events=written)
+        return written
+
     async def _sample_every_interval(self, metrics: Metrics) -> None:
         while True:
             await asyncio.sleep(self.settings.metrics_sample_interval_seconds)
@@ -155,7 +188,7 @@ class Analytics:
         """Flush what waits in memory, spool what cannot be written, close the store."""
         if not self._started:
             return
-        for task in (self._preparing, self._sampling):
+        for task in (self._preparing, self._sampling, self._adopting):
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)

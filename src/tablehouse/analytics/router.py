@@ -129,12 +129,15 @@ async def list_queries(
     until: Until = None,
     status: Annotated[str | None, Query(description="ok, refused, timeout or error")] = None,
     q: Annotated[str | None, Query(max_length=1000, description="Text the query contains")] = None,
+    source: Annotated[
+        history.Source | None, Query(description="Where it was sent from: api or cli")
+    ] = None,
     every_user: EveryUser = False,
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> Page[LoggedQuery]:
     start, end = _window(since, until, default=timedelta(days=36500))
-    where = _filter(caller, every_user, start, end, status=status, text=q)
+    where = _filter(caller, every_user, start, end, status=status, text=q, source=source)
     rows, total = await _answer(history.page(store, where, limit=limit, offset=offset))
     items = [LoggedQuery.model_validate(row) for row in rows]
     return Page[LoggedQuery](items=items, total=total, limit=limit, offset=offset)

@@ -15,10 +15,14 @@ class LoggedQuery(BaseModel):
     query_text: str
     status: str = Field(description="ok, refused, timeout or error")
     error: str | None
-    execution_time_ms: int
+    execution_time_ms: float = Field(
+        description="Milliseconds, to the microsecond (whole milliseconds for queries logged "
+        "before analytics migration 0004)"
+    )
     rows_read: int
     bytes_read: int
     timestamp: datetime
+    source: str = Field(description="Where it was sent from: api or cli")
 
     @field_validator("error", mode="before")
     @classmethod

@@ -81,11 +81,34 @@ def letters(
     return [{**base, "row": row} for row in rows]
 
 
+class SlotBusy(OSError):
+    """The one slot asked for is claimed by a live process."""
+
+
+def waiting_slots(root: Path) -> list[int]:
+    """Slots with segments in them, whoever holds them: those that may need adopting."""
+    found = []
+    for directory in root.glob("slot-*"):
+        number = directory.name.removeprefix("slot-")
+        if number.isdigit() and any(directory.glob("spool-*.ndjson")):
+            found.append(int(number))
+    return sorted(found)
+
+
 class Spool:
-    def __init__(self, root: Path, *, segment_bytes: int = 64 * 2**20, slots: int = 256) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        segment_bytes: int = 64 * 2**20,
+        slots: int = 256,
+        slot: int | None = None,
+    ) -> None:
+        """``slot``: claim that slot only (to adopt what a process that ended left in it),
+        raising ``SlotBusy`` if a live process holds it; by default, the lowest free one."""
         self.root = root
-        self.directory = root / "slot-0"  # the slot claimed at open
-        self.segment_bytes, self.slots = segment_bytes, slots
+        self.directory = root / f"slot-{slot or 0}"  # the slot claimed at open
+        self.segment_bytes, self.slots, self.only = segment_bytes, slots, slot
         self.events = 0  # events in unconfirmed batches
         self.dead_lettered = 0  # lines in the dead-letter file, earlier processes' included
         self._mutex = threading.Lock()
@@ -114,7 +137,7 @@ class Spool:
         if self._claim is not None:
             return
         self.root.mkdir(parents=True, exist_ok=True)
-        for slot in range(self.slots):
+        for slot in range(self.slots) if self.only is None else (self.only,):
             directory = self.root / f"slot-{slot}"
             directory.mkdir(exist_ok=True)
             fd = os.open(directory / "lock", os.O_RDWR | os.O_CREAT, 0o600)
@@ -126,6 +149,8 @@ class Spool:
             self._claim, self.directory = fd, directory
             break
         else:
+            if self.only is not None:
+                raise SlotBusy(f"spool slot {self.only} under {self.root} is in use")
             raise OSError(f"all {self.slots} spool slots under {self.root} are in use")
         self._index.clear()
         self.events = 0

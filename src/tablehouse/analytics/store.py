@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import os
+import re
 import threading
 import weakref
 from collections.abc import Callable, Mapping, Sequence
@@ -47,6 +49,41 @@ _UNAVAILABLE_ERRORS = frozenset(_TRANSIENT.split())
 
 class StoreUnavailable(Exception):
     """The store could not be reached or cannot take the request now: keep the data, retry."""
+
+
+class StoreLocked(StoreUnavailable):
+    """The embedded store's directory is held by another process (a running server, most
+    likely): chDB opens a data directory in one process at a time."""
+
+    def __init__(self, path: str, pid: int | None) -> None:
+        holder = f"process {pid}" if pid else "another process"
+        super().__init__(f"the embedded analytics store {path} is in use by {holder}")
+        self.path, self.pid = path, pid
+
+
+def chdb_holder(path: str) -> int | None:
+    """The process holding the chDB directory ``path`` (0 if its id is unreadable), or None.
+
+    chDB, like ClickHouse, ``flock``s ``<path>/status`` and writes its ``PID:`` there. Asking
+    here first spares an open that would fail, and the line chDB then prints on stderr. The
+    lock taken to ask is shared and dropped at once. Only meaningful while this process has
+    no engine open on ``path``: a lock is held per open file, so its own would answer too.
+    """
+    try:
+        fd = os.open(os.path.join(path, "status"), os.O_RDONLY)
+    except OSError:
+        return None  # never opened, or unreadable: the open itself will say
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            found = re.search(rb"^PID: (\d+)", os.pread(fd, 256, 0), re.MULTILINE)
+            return int(found[1]) if found else 0
+        except OSError:
+            return None
+        return None
+    finally:
+        os.close(fd)  # drops the lock, if taken
 
 
 class StoreRejected(Exception):
@@ -129,6 +166,11 @@ class _ChdbEngine:
                     f"chDB allows one data path per process; already using {self._path}, "
                     f"cannot also open {path}"
                 )
+            if not self._users:
+                holder = chdb_holder(path)
+                # Our own pid: an engine this process closed may keep its lock; chDB decides.
+                if holder is not None and holder != os.getpid():
+                    raise StoreLocked(path, holder)
             client = factory()
             self._path, self._users = path, self._users + 1
             return client

@@ -151,6 +151,8 @@ QUERY_LOGS = TableSpec.of(
         ("bytes_read", UINT64),
         ("timestamp", DATETIME64_UTC),
         ("api_key_id", UUID_OR_NIL),
+        ("execution_time_us", UINT64),
+        ("source", STRING),
     ],
 )
 

@@ -146,11 +146,13 @@ class EventWriter:
         *,
         tables: Mapping[str, TableSpec] = DEFAULT_TABLES,
         classify: Callable[[BaseException], bool] = is_rejection,
+        slot: int | None = None,
     ) -> None:
+        """``slot``: use that spool slot only (see ``adopt``); by default the lowest free one."""
         self._store, self._settings, self._is_rejection = store, settings, classify
         self._kinds = dict(tables)
         self._specs = {spec.table: spec for spec in tables.values()}
-        self._spool = Spool(settings.spool_dir)
+        self._spool = Spool(settings.spool_dir, slot=slot)
         self._memory: dict[str, deque[Row]] = {table: deque() for table in self._specs}
         self._queued = 0
         self._in_flight: _Batch | None = None
@@ -305,6 +307,17 @@ class EventWriter:
                 "analytics.spool_found", batches=self._spool.batches, events=self._spool.events
             )
         self._task = asyncio.create_task(self._run(), name="analytics-writer")
+
+    async def adopt(self) -> None:
+        """Claim this writer's slot, write what it holds oldest first, and free it again;
+        for a slot whose process ended (a command that spooled its events while a server
+        held the store). Raises ``SlotBusy`` while a live process holds it. Stops at the
+        first batch the store does not take: the rest waits for the next call."""
+        await asyncio.to_thread(self._spool.open)
+        try:
+            await self._replay()
+        finally:
+            self._spool.close()  # fsyncs what was dead-lettered
 
     async def stop(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109 (the interface)
         """Flush memory (one attempt per batch); spool what is not written within ``timeout``."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from tablehouse.cli import analytics, db, importer, query, schemas, serve, users
+from tablehouse.cli import analytics, db, importer, queries, query, schemas, serve, users
 
 app = typer.Typer(
     name="tablehouse",
@@ -18,6 +18,7 @@ app.command("query")(query.query)
 app.add_typer(db.app, name="db")
 app.add_typer(users.app, name="users")
 app.add_typer(schemas.app, name="schemas")
+app.add_typer(queries.app, name="queries")
 app.add_typer(analytics.app, name="analytics")
 
 

@@ -38,8 +38,26 @@ async def migrate_store(settings: Settings) -> list[str]:
         await store.close()
 
 
-def _unavailable(settings: Settings, exc: Exception) -> typer.Exit:
+def unavailable(settings: Settings, exc: Exception, *, instead: str) -> typer.Exit:
+    """One line: why the store cannot be used, and, if a process holds it, what to do."""
+    from tablehouse.analytics.store import StoreLocked
+
+    if isinstance(exc, StoreLocked):
+        holder = f"process {exc.pid}" if exc.pid else "another process"
+        return fail(
+            f"the embedded analytics store {exc.path} is open in {holder} (a running "
+            f"tablehouse serve?), and chDB admits one process at a time: {instead}, or stop "
+            "that process and run this again"
+        )
     return fail(f"the analytics store did not answer ({_store(settings).target.describe()}): {exc}")
+
+
+# What to do instead while a server holds the embedded store, per command.
+_THROUGH_THE_SERVER = {
+    "migrate": "the server migrates the tables itself when it starts",
+    "status": "ask the server (GET /health/ready as an administrator shows its analytics)",
+    "replay": "the server replays the spool itself",
+}
 
 
 @app.command("migrate")
@@ -51,7 +69,7 @@ def migrate() -> None:
     try:
         applied = asyncio.run(migrate_store(settings))
     except StoreUnavailable as exc:
-        raise _unavailable(settings, exc) from None
+        raise unavailable(settings, exc, instead=_THROUGH_THE_SERVER["migrate"]) from None
     typer.echo(f"applied: {', '.join(applied)}" if applied else "analytics tables up to date")
 
 
@@ -74,7 +92,7 @@ def status() -> None:
     try:
         migrations = asyncio.run(work())
     except StoreUnavailable as exc:
-        raise _unavailable(settings, exc) from None
+        raise unavailable(settings, exc, instead=_THROUGH_THE_SERVER["status"]) from None
     typer.echo(f"store: {_store(settings).target.describe()}")
     for version, name, applied_at in migrations:
         typer.echo(f"  {version:04d} {name}: {applied_at or 'pending'}")
@@ -96,7 +114,7 @@ def replay(
     try:
         written, left = asyncio.run(_replay(settings, within))
     except StoreUnavailable as exc:
-        raise _unavailable(settings, exc) from None
+        raise unavailable(settings, exc, instead=_THROUGH_THE_SERVER["replay"]) from None
     typer.echo(f"replayed {written} event(s); {left} still waiting")
     if left:
         raise typer.Exit(1)

@@ -1,11 +1,12 @@
-"""``tablehouse query``: run SQL as a user, through the same checks as POST /query."""
+"""``tablehouse query``: run SQL as a user, through the same checks as POST /query, and
+log it in the query log as the API does (``source`` cli)."""
 
 from __future__ import annotations
 
 import asyncio
 import csv
 import sys
-from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import orjson
 import typer
@@ -18,8 +19,10 @@ from tablehouse.errors import InvalidInput, TablehouseError
 
 if TYPE_CHECKING:
     from tablehouse.config import Settings
+    from tablehouse.core.events import Event, EventSink
 
-OutputFormat = Literal["table", "csv", "json"]
+OutputFormat = Literal["table", "csv", "json", "ndjson"]
+FORMATS: tuple[OutputFormat, ...] = ("table", "csv", "json", "ndjson")
 
 
 def _parameter(text: str) -> tuple[str, Any]:
@@ -42,7 +45,12 @@ def query(
     sql: Annotated[str, typer.Argument(help="One read-only statement over the user's datasets")],
     as_user: Annotated[str, typer.Option("--as", help="Email of the user to run it as")],
     output: Annotated[
-        str, typer.Option("--format", help="table, csv or json", case_sensitive=False)
+        str,
+        typer.Option(
+            "--format",
+            help="table; csv (a header row); json (the API's answer); ndjson (an object a row)",
+            case_sensitive=False,
+        ),
     ] = "table",
     param: Annotated[
         list[str] | None, typer.Option("--param", "-p", help="name=value for :name; repeatable")
@@ -50,33 +58,65 @@ def query(
     limit: Annotated[int | None, typer.Option(help="At most this many rows", min=1)] = None,
     timeout_ms: Annotated[int | None, typer.Option(help="Stop after this long", min=1)] = None,
 ) -> None:
-    """Run SQL as a user and print the answer (the same rules and limits as the API)."""
+    """Run SQL as a user and print the answer (the same rules and limits as the API).
+
+    The query is logged like the API's, with source cli."""
+    from tablehouse.core.events import CollectingEventSink
+
     chosen = output.lower()
-    if chosen not in ("table", "csv", "json"):
-        raise fail(f"--format {output!r}: expected table, csv or json")
+    if chosen not in FORMATS:
+        raise fail(f"--format {output!r}: expected table, csv, json or ndjson")
     settings = settings_or_exit()
     body: dict[str, Any] = {"sql": sql, "params": dict(_parameter(p) for p in param or [])}
     if limit is not None:
         body["limit"] = limit
     if timeout_ms is not None:
         body["timeout_ms"] = timeout_ms
+    events = CollectingEventSink()
+    refused: typer.Exit | None = None
     try:
-        document = asyncio.run(_answer(settings, as_user, body))
+        document = asyncio.run(_answer(settings, as_user, body, events))
     except InvalidInput as exc:
-        raise fail("; ".join(f"{loc[-1]}: {msg}" for loc, msg, _ in exc.problems)) from None
+        refused = fail("; ".join(f"{loc[-1]}: {msg}" for loc, msg, _ in exc.problems))
     except TablehouseError as exc:
-        raise fail(f"{exc.message} ({exc.code})") from None
-    _print(document, cast(OutputFormat, chosen))
+        refused = fail(f"{exc.message} ({exc.code})")
+    else:
+        _print(document, chosen)
+    # After the answer is out: opening the store takes a moment the user need not wait for.
+    _log(settings, events.events)
+    if refused is not None:
+        raise refused from None
 
 
-async def _answer(settings: Settings, email: str, body: dict[str, Any]) -> dict[str, Any]:
+def _log(settings: Settings, events: list[Event]) -> None:
+    """Into the query log: directly, or through the spool of a server holding the store."""
+    from tablehouse.analytics.handoff import hand_off
+
+    if not events or not settings.analytics_enabled:
+        return
+    handed = asyncio.run(hand_off(settings, events))
+    if handed.lost:
+        _warn(f"this query could not be logged: {handed.error}")
+    elif handed.spooled and not handed.held_elsewhere:
+        _warn(
+            f"the analytics store did not answer ({handed.error}); this query's log entry "
+            "waits in the spool for the server or 'tablehouse analytics replay'"
+        )
+
+
+def _warn(message: str) -> None:
+    Console(stderr=True, highlight=False, soft_wrap=True).print(f"warning: {message}", markup=False)
+
+
+async def _answer(
+    settings: Settings, email: str, body: dict[str, Any], events: EventSink
+) -> dict[str, Any]:
     from pydantic import ValidationError
 
     from tablehouse.auth import repository
     from tablehouse.auth.accounts import normalise_email
     from tablehouse.auth.principal import ALL_SCOPES, Principal
     from tablehouse.core.database import create_read_engine, create_session_factory, uow
-    from tablehouse.core.events import LoggingEventSink
     from tablehouse.core.limits import ConcurrencyLimit
     from tablehouse.query import service, statements
     from tablehouse.query.schemas import QueryRequest
@@ -92,10 +132,11 @@ async def _answer(settings: Settings, email: str, body: dict[str, Any]) -> dict[
         settings,
         queries,
         slots=ConcurrencyLimit(1, what="queries", code="too_many_concurrent_queries"),
-        events=LoggingEventSink(),
+        events=events,
         statement_cache=statements.statement_cache(settings),
         check_threads=statements.check_threads(),
         on_session_connection=not replica,
+        source="cli",
     )
     try:
         async with uow(create_session_factory(reads, reads_only=True)) as session:
@@ -123,6 +164,9 @@ def _print(document: dict[str, Any], output: OutputFormat) -> None:
     names = [column["name"] for column in document["columns"]]
     if output == "json":
         sys.stdout.write(orjson.dumps(document).decode() + "\n")
+    elif output == "ndjson":
+        for row in document["rows"]:
+            sys.stdout.write(orjson.dumps(dict(zip(names, row, strict=True))).decode() + "\n")
     elif output == "csv":
         writer = csv.writer(sys.stdout, lineterminator="\n")
         writer.writerow(names)
@@ -135,10 +179,15 @@ def _print(document: dict[str, Any], output: OutputFormat) -> None:
         for row in document["rows"]:
             table.add_row(*(Text(_cell(value)) for value in row))
         Console(highlight=False).print(table)
-        Console(stderr=True, highlight=False).print(
-            f"{document['row_count']} row(s) in {document['stats']['execution_time_ms']} ms"
-        )
+    # One line at most on stderr: the figures beside a table, and a cut answer in any format.
+    count = document["row_count"]
+    stats = f"{count} row(s) in {document['stats']['execution_time_ms']} ms"
+    cut = f"truncated: more rows exist than the {count} shown (see --limit)"
     if document["truncated"]:
-        Console(stderr=True, highlight=False).print(
-            f"truncated: more rows exist than the {document['row_count']} shown (see --limit)"
-        )
+        _note(f"{stats}; {cut}" if output == "table" else cut)
+    elif output == "table":
+        _note(stats)
+
+
+def _note(line: str) -> None:
+    Console(stderr=True, highlight=False, soft_wrap=True).print(line, markup=False)

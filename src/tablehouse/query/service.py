@@ -18,6 +18,7 @@ from tablehouse.core.events import EventSink
 from tablehouse.core.limits import ConcurrencyLimit
 from tablehouse.errors import BadRequest, InvalidInput, Location, TablehouseError
 from tablehouse.query import catalog, guard, results
+from tablehouse.query.events import QuerySource
 from tablehouse.query.execution import Backend, Statement, open_cursor
 from tablehouse.query.postgres import PostgresBackend
 from tablehouse.query.schemas import QueryRequest
@@ -50,6 +51,7 @@ class QueryTarget:
     # The request's own read connection may run the statement (no replica): one connection
     # per query instead of two, so concurrent queries cannot starve the pool.
     on_session_connection: bool = False
+    source: QuerySource = "api"  # what the query log says it was sent from
 
 
 def target_for(
@@ -61,6 +63,7 @@ def target_for(
     statement_cache: StatementCache,
     check_threads: CapacityLimiter,
     on_session_connection: bool = False,
+    source: QuerySource = "api",
 ) -> QueryTarget:
     backend: Backend
     dialect: guard.Backend
@@ -89,6 +92,7 @@ def target_for(
             ),
         ),
         on_session_connection=on_session_connection,
+        source=source,
     )
 
 
@@ -181,7 +185,7 @@ async def answer(
     """The whole result as one JSON document (QueryResult)."""
     query_id = uuid.uuid4()
     with (
-        logged(target.events, caller, request.sql, query_id) as outcome,
+        logged(target.events, caller, request.sql, query_id, source=target.source) as outcome,
         target.slots.slot(caller.user.id),
     ):
         planned = await plan(session, caller=caller, request=request, target=target)
@@ -225,7 +229,9 @@ async def stream(
     query_id = uuid.uuid4()
     with ExitStack() as held:
         held.enter_context(target.slots.slot(caller.user.id))
-        with logged(target.events, caller, request.sql, query_id, failures_only=True):
+        with logged(
+            target.events, caller, request.sql, query_id, failures_only=True, source=target.source
+        ):
             planned = await plan(session, caller=caller, request=request, target=target)
         # From here the stream holds the slot, and gives it back however it ends.
         chunks = _streamed(caller, request, target, planned, query_id, form, held.pop_all())
@@ -245,7 +251,10 @@ async def _streamed(
     encoder = results.csv_stream if form == "csv" else results.ndjson_stream
     sent = results.Sent()
     started_sending = False
-    with slot, logged(target.events, caller, request.sql, query_id) as outcome:
+    with (
+        slot,
+        logged(target.events, caller, request.sql, query_id, source=target.source) as outcome,
+    ):
         outcome.executing()
         try:
             async with (

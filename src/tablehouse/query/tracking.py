@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from tablehouse.auth.principal import Principal
 from tablehouse.core.events import EventSink
 from tablehouse.errors import TablehouseError
-from tablehouse.query.events import QueryExecuted, QueryStatus
+from tablehouse.query.events import QueryExecuted, QuerySource, QueryStatus
 
 _STATUS_BY_CODE: dict[str, QueryStatus] = {
     "query_timeout": "timeout",
@@ -58,6 +58,7 @@ def logged(
     query_id: uuid.UUID,
     *,
     failures_only: bool = False,
+    source: QuerySource = "api",
 ) -> Iterator[Outcome]:
     """Emit the query's event when the block ends, however it ends."""
     outcome = Outcome()
@@ -82,5 +83,6 @@ def logged(
                     bytes_read=outcome.bytes_read,
                     timestamp=datetime.now(UTC),
                     api_key_id=caller.api_key_id,
+                    source=source,
                 )
             )
