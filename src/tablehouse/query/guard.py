@@ -20,6 +20,7 @@ from sqlglot import exp
 
 from tablehouse.errors import QueryRefused
 from tablehouse.query.checks import MAX_GENERATED_SIZE, StatementChecks, ascii_lower
+from tablehouse.query.naming import name_columns
 from tablehouse.query.parsing import Backend, Budget, Clock, generate, parse
 
 __all__ = ["MAX_GENERATED_SIZE", "Analysis", "Backend", "Budget", "analyse", "render"]
@@ -62,6 +63,7 @@ def _checked(parsed: exp.Expr, guard: StatementChecks) -> Analysis:
     datasets = _dataset_tables(tree, guard.backend)
     for table in datasets:
         guard.check_dataset_name(table)
+    name_columns(tree, guard.sql, guard.backend)
     guard.check_renders(tree)
     return Analysis(
         tree=tree,
