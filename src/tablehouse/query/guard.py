@@ -63,14 +63,14 @@ def _checked(parsed: exp.Expr, guard: StatementChecks) -> Analysis:
     datasets = _dataset_tables(tree, guard.backend)
     for table in datasets:
         guard.check_dataset_name(table)
-    name_columns(tree, guard.sql, guard.backend)
+    aliases = name_columns(tree, guard.sql, guard.backend)
     guard.check_renders(tree)
     return Analysis(
         tree=tree,
         tables=frozenset(table.name for table in datasets),
         parameters=_parameters(tree),
         ctes=frozenset(ascii_lower(cte.alias) for cte in tree.find_all(exp.CTE)),
-        nodes=guard.nodes,
+        nodes=guard.nodes + aliases,
     )
 
 

@@ -53,22 +53,24 @@ _PG_TYPE_NAMES: dict[exp.DType, str] = {
 }
 
 
-def name_columns(tree: exp.Expr, sql: str, backend: Backend) -> None:
+def name_columns(tree: exp.Expr, sql: str, backend: Backend) -> int:
     """Aliases, in place, each projection of each SELECT in ``tree`` (parsed from ``sql``)
-    that the database would name from its text. Inner SELECTs count too: ``*`` over a CTE or
-    a subquery answers their names, and the user may refer to them by those names."""
+    that the database would name from its text, and says how many nodes that added. Inner
+    SELECTs count too: ``*`` over a CTE or a subquery answers their names, and the user may
+    refer to them by those names."""
+    added = 0
     for select in list(tree.find_all(exp.Select)):
-        projections = select.expressions
-        for index, projection in enumerate(projections):
+        for projection in list(select.expressions):
             if not _named_by_text(projection, backend):
                 continue
             name = _written(projection, sql) if backend == "sqlite" else _pg_name(projection, sql)
             if name is None or "\x00" in name:  # no driver takes a NUL in a statement
                 continue
-            projections[index] = exp.Alias(
-                this=projection, alias=exp.Identifier(this=name, quoted=True)
-            )
-            projections[index].parent = select
+            alias = exp.Alias(alias=exp.Identifier(this=name, quoted=True))
+            projection.replace(alias)  # in the projection's place, links kept right
+            alias.set("this", projection)
+            added += 2
+    return added
 
 
 def _named_by_text(projection: exp.Expr, backend: Backend) -> bool:
