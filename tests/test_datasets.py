@@ -458,3 +458,26 @@ async def test_concurrent_changes_each_get_their_own_version(
     assert [v["number"] for v in versions] == [1, 2, 3, 4, 5]
     columns = await _columns(settings, await _table_of(settings, "songs"))
     assert {"c0", "c1", "c2", "c3"} <= set(columns)
+
+
+async def test_every_answer_describing_a_dataset_counts_its_rows(
+    client: httpx.AsyncClient, headers: dict[str, str]
+) -> None:
+    created = await client.post(SCHEMAS, json=SONGS, headers=headers)
+    assert created.status_code == 201, created.text
+    assert created.json()["row_count"] == 0
+    loaded = await client.post(
+        f"{SCHEMAS}/songs/rows",
+        json=[{"id": 1, "title": "So What"}, {"id": 2, "title": "Blue in Green"}],
+        headers=headers,
+    )
+    assert loaded.status_code == 201, loaded.text
+
+    changed = await client.patch(
+        f"{SCHEMAS}/songs", json={"description": "Still listening"}, headers=headers
+    )
+    assert changed.status_code == 200, changed.text
+    read = await client.get(f"{SCHEMAS}/songs", headers=headers)
+    listed = await client.get(SCHEMAS, headers=headers)
+    assert changed.json()["row_count"] == read.json()["row_count"] == 2
+    assert listed.json()["items"][0]["row_count"] == 2

@@ -14,7 +14,8 @@ app = typer.Typer(
 )
 app.command("serve")(serve.serve)
 app.command("import")(importer.import_rows)
-app.command("query")(query.query)
+# A summary to list it by: click would cut the docstring's first sentence at 80 columns.
+app.command("query", short_help="Run SQL as a user and print the answer.")(query.query)
 app.add_typer(db.app, name="db")
 app.add_typer(users.app, name="users")
 app.add_typer(schemas.app, name="schemas")
@@ -22,5 +23,17 @@ app.add_typer(queries.app, name="queries")
 app.add_typer(analytics.app, name="analytics")
 
 
+def plain_help(command: typer.Typer) -> None:
+    """Help as click writes it, for ``command`` and every group under it. Typer's rich
+    panels keep a docstring's line breaks mid-sentence, show ``<bool>`` after a flag, and
+    read ``[default: HOST]`` in a help text as markup, dropping it; click's reflows the
+    text to the terminal's width and writes flags as ``--flag`` or ``--flag/--no-flag``."""
+    command.rich_markup_mode = None
+    for group in command.registered_groups:
+        if group.typer_instance is not None:
+            plain_help(group.typer_instance)
+
+
 def main() -> None:
+    plain_help(app)
     app()

@@ -30,13 +30,21 @@ def fail(message: str, code: int = EXIT_FAILURE) -> typer.Exit:
     return typer.Exit(code)
 
 
-def settings_or_exit() -> Settings:
+def settings_or_exit(*, serving: bool = False) -> Settings:
+    """The settings, with logging set up: a command other than ``serve`` logs warnings and
+    errors only (its output says what it did), or everything with LOG_LEVEL=DEBUG."""
     try:
         settings = load_settings()
     except SettingsError as exc:
         raise fail(exc.message, EXIT_BAD_CONFIGURATION) from None
-    configure_logging(settings)
+    configure_logging(settings, level=None if serving else command_log_level(settings))
     return settings
+
+
+def command_log_level(settings: Settings) -> str:
+    if settings.log_level in ("DEBUG", "WARNING", "ERROR", "CRITICAL"):
+        return settings.log_level
+    return "WARNING"
 
 
 async def in_unit_of_work(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:

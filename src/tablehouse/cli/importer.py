@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any, BinaryIO, Literal
 import typer
 from rich import progress
 from rich.console import Console
+from rich.table import Column
 from rich.text import Text
 
 from tablehouse.cli.common import EXIT_BAD_CONFIGURATION, fail, settings_or_exit
@@ -56,7 +57,26 @@ class _RowsColumn(progress.ProgressColumn):
     def render(self, task: progress.Task) -> Text:
         rows, elapsed = int(task.fields.get("rows", 0)), task.elapsed or 0.0
         rate = f"{rows / elapsed:,.0f}" if elapsed > 0 else "-"
-        return Text(f"{rows:,} rows  {rate} rows/s", style="progress.data.speed")
+        return Text(f"{rows:,} rows, {rate}/s", style="progress.data.speed")
+
+
+def _progress_bar(console: Console) -> progress.Progress:
+    """One line at any width: the figures never wrap, the file's name is cut short (with
+    an ellipsis) and the bar takes what is left, down to nothing on a narrow terminal."""
+    figures = Column(no_wrap=True)
+    return progress.Progress(
+        progress.TextColumn(
+            "{task.description}",
+            table_column=Column(no_wrap=True, overflow="ellipsis", max_width=console.width // 4),
+        ),
+        progress.BarColumn(bar_width=None, table_column=Column(ratio=1, no_wrap=True)),
+        progress.DownloadColumn(table_column=figures),
+        _RowsColumn(table_column=figures),
+        progress.TimeRemainingColumn(table_column=figures),
+        console=console,
+        disable=not console.is_terminal,  # no bar in pipes
+        expand=True,
+    )
 
 
 def _rows(count: int) -> str:
@@ -64,17 +84,34 @@ def _rows(count: int) -> str:
 
 
 def import_rows(
-    schema: Annotated[str, typer.Argument(help="The dataset to import into")],
-    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="CSV or NDJSON")],
-    owner: Annotated[str, typer.Option("--owner", help="Email of the dataset's owner")],
+    schema: Annotated[str, typer.Argument(metavar="SCHEMA", help="The dataset to import into")],
+    file: Annotated[
+        Path,
+        typer.Argument(metavar="FILE", exists=True, dir_okay=False, help="CSV or NDJSON"),
+    ],
+    owner: Annotated[
+        str, typer.Option("--owner", metavar="EMAIL", help="Email of the dataset's owner")
+    ],
     file_format: Annotated[
-        Format | None, typer.Option("--format", help="Default: from the extension")
+        Format | None,
+        typer.Option("--format", metavar="csv|ndjson", help="Default: from the extension"),
     ] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Rows per commit")] = 5000,
-    on_conflict: Annotated[OnConflict, typer.Option("--on-conflict")] = "error",
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", metavar="ROWS", min=1, help="Rows per commit")
+    ] = 5000,
+    on_conflict: Annotated[
+        OnConflict,
+        typer.Option(
+            "--on-conflict",
+            metavar="error|skip|update",
+            help="A row whose key is stored already: stop, skip it, or update the stored row",
+        ),
+    ] = "error",
     resume: Annotated[bool, typer.Option("--resume", help="Continue a stopped import")] = False,
 ) -> None:
-    """Import FILE into dataset SCHEMA. Each batch commits on its own, so a stopped import can
+    """Import a CSV or NDJSON file into a dataset.
+
+    Imports FILE into dataset SCHEMA. Each batch commits on its own, so a stopped import can
     go on with --resume. Invalid rows are not imported: they go to FILE.rejected.ndjson
     (rows are numbered from 1, after the CSV header)."""
     kind = file_format or EXTENSIONS.get(file.suffix.lower())
@@ -222,11 +259,7 @@ class _Import:
     async def _stream(
         self, converted: Iterator[Converted], rejects: BinaryIO, write: Write, batch_size: int
     ) -> None:
-        bar = progress.Progress(
-            progress.TextColumn("{task.description}"), progress.BarColumn(),
-            progress.DownloadColumn(), _RowsColumn(), progress.TimeRemainingColumn(),
-            console=self.console, disable=not self.console.is_terminal,  # no bar in pipes
-        )  # fmt: skip
+        bar = _progress_bar(self.console)
         records: list[Record] = []
         numbers: list[int] = []
         with bar:

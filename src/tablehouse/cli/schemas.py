@@ -23,7 +23,9 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 app = typer.Typer(help="List, show and create datasets.", no_args_is_help=True)
-OwnerOption = Annotated[str, typer.Option("--owner", help="Email of the dataset's owner")]
+OwnerOption = Annotated[
+    str, typer.Option("--owner", metavar="EMAIL", help="Email of the dataset's owner")
+]
 
 
 async def _as_owner(session: AsyncSession, email: str) -> Principal:
@@ -74,7 +76,10 @@ def list_schemas(owner: OwnerOption) -> None:
 
 
 @app.command()
-def show(name: str, owner: OwnerOption) -> None:
+def show(
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The dataset's name")],
+    owner: OwnerOption,
+) -> None:
     """One dataset's definition as JSON."""
     from tablehouse.datasets import service
     from tablehouse.datasets.schemas import SchemaRead
@@ -91,10 +96,17 @@ def show(name: str, owner: OwnerOption) -> None:
 
 @app.command()
 def create(
-    file: Annotated[Path, typer.Option("--file", exists=True, dir_okay=False, help="JSON file")],
+    file: Annotated[
+        Path,
+        typer.Option(
+            "--file", metavar="FILE", exists=True, dir_okay=False, help="A JSON definition"
+        ),
+    ],
     owner: OwnerOption,
 ) -> None:
-    """Create a dataset from a JSON definition (the body of POST /schemas)."""
+    """Create a dataset from a JSON definition.
+
+    The file holds what POST /api/v1/schemas takes: a name, a description and fields."""
     from tablehouse.datasets import service
     from tablehouse.datasets.schemas import SchemaCreate
 

@@ -8,13 +8,17 @@ from tablehouse.cli.common import EXIT_BAD_CONFIGURATION, fail, settings_or_exit
 
 
 def serve(
-    host: Annotated[str | None, typer.Option(help="Interface to bind [default: HOST]")] = None,
-    port: Annotated[int | None, typer.Option(help="Port to bind [default: PORT]")] = None,
-    workers: Annotated[int, typer.Option(min=1, help="Worker processes")] = 1,
+    host: Annotated[
+        str | None, typer.Option(metavar="ADDRESS", help="Interface to bind [default: HOST]")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(metavar="PORT", help="Port to bind [default: PORT]")
+    ] = None,
+    workers: Annotated[int, typer.Option(metavar="N", min=1, help="Worker processes")] = 1,
     reload: Annotated[bool, typer.Option(help="Restart on code changes (development)")] = False,
 ) -> None:
     """Serve the HTTP API."""
-    settings = settings_or_exit()
+    settings = settings_or_exit(serving=True)
     if workers > 1 and settings.analytics_enabled and settings.analytics_url.startswith("chdb:"):
         raise fail(
             f"--workers {workers} needs a ClickHouse server for analytics: the embedded store "

@@ -32,14 +32,17 @@ def _read_password(from_stdin: bool) -> str:
 
 @app.command()
 def create(
-    email: Annotated[str, typer.Option(help="The new user's email address")],
-    full_name: Annotated[str | None, typer.Option(help="Display name")] = None,
+    email: Annotated[str, typer.Option(metavar="EMAIL", help="The new user's email address")],
+    full_name: Annotated[str | None, typer.Option(metavar="NAME", help="Display name")] = None,
     admin: Annotated[bool, typer.Option("--admin", help="Make the user an administrator")] = False,
     password_stdin: Annotated[
         bool, typer.Option("--password-stdin", help="Read the password from standard input")
     ] = False,
 ) -> None:
-    """Create a user (verified: whoever runs this vouches for the address)."""
+    """Create a user.
+
+    The address counts as verified: whoever runs this vouches for it. The password is asked
+    for on the terminal, or read from standard input with --password-stdin."""
     from tablehouse.auth import accounts
     from tablehouse.auth.models import Role
     from tablehouse.core.passwords import Passwords
@@ -64,8 +67,10 @@ def create(
 
 @app.command("list")
 def list_users(
-    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 100,
-    offset: Annotated[int, typer.Option(min=0)] = 0,
+    limit: Annotated[
+        int, typer.Option(metavar="N", min=1, max=10_000, help="At most this many users")
+    ] = 100,
+    offset: Annotated[int, typer.Option(metavar="N", min=0, help="Skip this many first")] = 0,
 ) -> None:
     """List users, oldest first."""
     from tablehouse.auth import repository
@@ -92,7 +97,9 @@ def list_users(
 
 
 @app.command()
-def deactivate(email: Annotated[str, typer.Argument(help="The user's email address")]) -> None:
+def deactivate(
+    email: Annotated[str, typer.Argument(metavar="EMAIL", help="The user's email address")],
+) -> None:
     """Deactivate a user and sign out all of their sessions."""
     from tablehouse.auth import accounts
 

@@ -26,7 +26,9 @@ def wants_json(settings: Settings) -> bool:
     return settings.environment == "production" or not sys.stderr.isatty()
 
 
-def configure_logging(settings: Settings) -> None:
+def configure_logging(settings: Settings, *, level: str | None = None) -> None:
+    """Logging for this process; ``level`` instead of LOG_LEVEL (the CLI's commands, whose
+    stderr is for what their user needs to see)."""
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
@@ -62,12 +64,16 @@ def configure_logging(settings: Settings) -> None:
     )
     root = logging.getLogger()
     root.handlers = [handler]
-    root.setLevel(settings.log_level)
+    root.setLevel(level or settings.log_level)
     # uvicorn logs through the root handler; its access log is replaced by ours, which
     # knows the request id and the duration.
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers = []
         logging.getLogger(name).propagate = True
     logging.getLogger("uvicorn.access").disabled = True
-    # Alembic announces each autogenerate plugin at INFO on every command.
+    # Alembic announces each autogenerate plugin at INFO on every command; SQLAlchemy's pool
+    # (named after our pool class) says "Pool disposed", "Pool recreating" at INFO whenever
+    # an engine is disposed: its echo_pool lines, for debugging the pool, not news.
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    if (level or settings.log_level) != "DEBUG":
+        logging.getLogger("tablehouse.core.pool").setLevel(logging.WARNING)

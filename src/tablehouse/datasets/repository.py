@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
-from typing import Literal
+from typing import Any, Literal
 
 from sqlalchemy import MetaData, Table, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -75,7 +75,9 @@ async def add(session: AsyncSession, *rows: object) -> None:
     await session.flush()
 
 
-_TABLES_NAMED = select(Schema.name, Schema.id, Schema.version, Schema.table_name).where(
+_TABLES_NAMED = select(
+    Schema.name, Schema.id, Schema.version, Schema.table_name, Schema.fields
+).where(
     Schema.owner_id == bindparam("owner_id"),
     func.lower(Schema.name).in_(bindparam("names", expanding=True)),
 )
@@ -83,13 +85,16 @@ _TABLES_NAMED = select(Schema.name, Schema.id, Schema.version, Schema.table_name
 
 async def tables_named(
     session: AsyncSession, owner_id: uuid.UUID, names: Iterable[str]
-) -> list[tuple[str, uuid.UUID, int, str]]:
-    """``(name, id, version, table_name)`` of the owner's datasets whose names match any of
-    ``names`` ignoring case (the caller decides which spelling wins). Every query asks this:
+) -> list[tuple[str, uuid.UUID, int, str, list[dict[str, Any]]]]:
+    """``(name, id, version, table_name, fields)`` of the owner's datasets whose names match
+    any of ``names`` ignoring case (the caller decides which spelling wins). Every query asks this:
     a Core statement built once, on the session's connection, skipping the ORM."""
     connection = await session.connection()
     rows = await connection.execute(
         _TABLES_NAMED,
         {"owner_id": owner_id, "names": sorted({name.lower() for name in names})},
     )
-    return [(name, schema_id, version, table) for name, schema_id, version, table in rows]
+    return [
+        (name, schema_id, version, table, fields)
+        for name, schema_id, version, table, fields in rows
+    ]

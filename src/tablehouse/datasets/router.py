@@ -28,7 +28,7 @@ NAMED = errors(404)
 OwnerQuery = Annotated[uuid.UUID | None, Query(description="Admins: act on another user's dataset")]
 
 
-def _read(schema: Schema, row_count: int | None = None) -> SchemaRead:
+def _read(schema: Schema, row_count: int) -> SchemaRead:
     return SchemaRead.model_validate(schema).model_copy(update={"row_count": row_count})
 
 
@@ -109,7 +109,7 @@ async def update_schema(
         request=body,
         max_fields=runtime.settings.max_schema_fields,
     )
-    return _read(updated)
+    return _read(updated, await service.row_count(session, updated))
 
 
 @router.delete(

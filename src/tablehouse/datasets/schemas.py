@@ -180,7 +180,7 @@ class SchemaRead(BaseModel):
     description: str | None
     version: int
     fields: list[FieldSpec]
-    row_count: int | None = None
+    row_count: int = Field(0, description="Rows in the dataset's table now")
     created_at: datetime
     updated_at: datetime
 

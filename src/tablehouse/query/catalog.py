@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -21,6 +21,8 @@ class Source:
     schema_id: uuid.UUID
     version: int
     table_name: str
+    # (name, type) of each field, in the table's order; the version stands for them in keys.
+    fields: tuple[tuple[str, str], ...] = field(default=(), compare=False)
 
 
 async def resolve(
@@ -41,8 +43,14 @@ async def resolve(
         if len(candidates) != 1 or not caller.may_use_dataset(candidates[0][0]):
             missing.append(written)
             continue
-        name, schema_id, version, table_name = candidates[0]
-        sources[written] = Source(name, schema_id, version, table_name)
+        name, schema_id, version, table_name, fields = candidates[0]
+        sources[written] = Source(
+            name,
+            schema_id,
+            version,
+            table_name,
+            tuple((str(spec["name"]), str(spec["type"])) for spec in fields),
+        )
     if missing:
         listed = ", ".join(f"'{name}'" for name in missing)
         raise NotFound(

@@ -19,6 +19,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tablehouse.errors import BadRequest, TablehouseError
+from tablehouse.query.stored_types import OutputTypes
 
 log = structlog.get_logger(__name__)
 
@@ -40,6 +41,9 @@ class Statement:
     owner_id: uuid.UUID | None = None
     # Names of the statement's common table expressions, lower case (see sqlite.authorizer).
     ctes: frozenset[str] = frozenset()
+    # Which output columns hold a dataset's dates and date-times, where the backend must be
+    # told (SQLite, which stores them as text); None elsewhere.
+    output: OutputTypes | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,7 @@ from sqlglot import exp
 
 from tablehouse.errors import QueryRefused
 from tablehouse.query.checks import MAX_GENERATED_SIZE, StatementChecks, ascii_lower
+from tablehouse.query.naming import name_columns
 from tablehouse.query.parsing import Backend, Budget, Clock, generate, parse
 
 __all__ = ["MAX_GENERATED_SIZE", "Analysis", "Backend", "Budget", "analyse", "render"]
@@ -62,13 +63,14 @@ def _checked(parsed: exp.Expr, guard: StatementChecks) -> Analysis:
     datasets = _dataset_tables(tree, guard.backend)
     for table in datasets:
         guard.check_dataset_name(table)
+    aliases = name_columns(tree, guard.sql, guard.backend)
     guard.check_renders(tree)
     return Analysis(
         tree=tree,
         tables=frozenset(table.name for table in datasets),
         parameters=_parameters(tree),
         ctes=frozenset(ascii_lower(cte.alias) for cte in tree.find_all(exp.CTE)),
-        nodes=guard.nodes,
+        nodes=guard.nodes + aliases,
     )
 
 

@@ -21,6 +21,10 @@ from tablehouse.errors import QueryRefused
 
 Backend = Literal["postgresql", "sqlite"]
 
+# Meta key of a projection: (start, end) offsets of its text, from its first token to the
+# token after it (see query/naming.py).
+WRITTEN_SPAN = "tablehouse.written_span"
+
 
 @dataclass(frozen=True, slots=True)
 class Budget:
@@ -177,6 +181,17 @@ class _Positions(Parser):
     def _advance(self, times: int = 1) -> None:
         super()._advance(times)
         self.clock.tick()
+
+    def _parse_projections(self) -> tuple[list[exp.Expr], list[exp.Expr] | None]:
+        return self._parse_csv(self._parse_spanned_projection), None
+
+    def _parse_spanned_projection(self) -> exp.Expr | None:
+        first = self._curr
+        projection = self._parse_expression()
+        if projection is not None and first is not None:
+            end = self._curr.start if self._curr is not None else self._prev.end + 1
+            projection.meta[WRITTEN_SPAN] = (first.start, end)
+        return projection
 
     def _parse_statement(self) -> exp.Expr | None:
         start = self._curr

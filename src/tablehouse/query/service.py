@@ -116,12 +116,17 @@ async def plan(
     # Rendering maps each name as written; the cache key carries the resolved datasets,
     # which also pins the user.
     written = tuple(
-        catalog.Source(name, source.schema_id, source.version, source.table_name)
+        catalog.Source(name, source.schema_id, source.version, source.table_name, source.fields)
         for name, source in sorted(sources.items())
     )
     physical = {source.name: source.table_name for source in written}
+    fields = {source.name: source.fields for source in written}
+    rendering = await target.checker.rendered(
+        request.sql, analysis, target.dialect, physical, written, fields
+    )
     statement = Statement(
-        sql=await target.checker.rendered(request.sql, analysis, target.dialect, physical, written),
+        sql=rendering.sql,
+        output=rendering.output,
         parameters=analysis.parameters,
         values=request.params,
         tables={source.table_name: source.name for source in sources.values()},

@@ -6,8 +6,10 @@ length limit on the strings and blobs it builds."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import re
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from tablehouse.errors import BadRequest, DatabaseUnavailable, QueryRefused, TablehouseError
@@ -95,13 +97,47 @@ async def _construct_table_functions(raw: Any, memo: dict[Any, Any]) -> None:
         memo[_CONSTRUCTED] = True
 
 
+# SQLAlchemy's text for a naive UTC date-time (what a datetime field holds on SQLite), and
+# SQLite's own (CURRENT_TIMESTAMP, datetime()): no offset, a space or a T.
+_STORED_DATETIME = re.compile(r"\d{4}-\d\d-\d\d[ T]\d\d:\d\d(:\d\d(\.\d{1,6})?)?")
+
+
+def stored_datetime(value: Any) -> Any:
+    """A stored date-time as a UTC date-time, written like every other (ISO 8601, with its
+    offset); anything else (null, a string that is no such text) as it is."""
+    if isinstance(value, str) and _STORED_DATETIME.fullmatch(value):
+        try:
+            return dt.datetime.fromisoformat(value).replace(tzinfo=dt.UTC)
+        except ValueError:  # the shape of one, but no date (month 13)
+            return value
+    return value
+
+
+def _typed_columns(names: list[str], statement: Statement) -> tuple[list[Column], list[int]]:
+    """The answer's columns, a dataset's date and date-time columns typed as such (SQLite
+    cannot say), and the positions of the date-times, whose stored text is converted."""
+    kinds = statement.output.kinds_of(names) if statement.output else [None] * len(names)
+    columns = [Column(name, kind) for name, kind in zip(names, kinds, strict=True)]
+    return columns, [index for index, kind in enumerate(kinds) if kind == "datetime"]
+
+
 class SqliteCursor:
-    def __init__(self, cursor: Any, columns: list[Column]) -> None:
+    def __init__(self, cursor: Any, columns: list[Column], datetimes: Sequence[int] = ()) -> None:
         self.columns = columns
         self._cursor = cursor
+        self._datetimes = datetimes
 
     async def fetch(self, count: int) -> list[Row]:
-        return list(await self._cursor.fetchmany(count))
+        rows = await self._cursor.fetchmany(count)
+        if not self._datetimes:
+            return list(rows)
+        converted: list[Row] = []
+        for row in rows:
+            values = list(row)
+            for index in self._datetimes:
+                values[index] = stored_datetime(values[index])
+            converted.append(values)
+        return converted
 
     async def rows_read(self) -> int | None:
         return None  # SQLite keeps no per-statement row counters that Python can reach
@@ -143,8 +179,9 @@ class SqliteBackend:
             # The authorizer is consulted while compiling only; our own ROLLBACK needs none.
             await raw.set_authorizer(None)
         memo[_CURSOR] = cursor
-        columns = [Column(description[0], None) for description in cursor.description or ()]
-        return SqliteCursor(cursor, columns)
+        names = [description[0] for description in cursor.description or ()]
+        columns, datetimes = _typed_columns(names, statement)
+        return SqliteCursor(cursor, columns, datetimes)
 
     async def _interrupt_and_limit(
         self, raw: Any, deadline: Deadline, memo: dict[Any, Any]

@@ -13,7 +13,7 @@ statements for one.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -23,7 +23,7 @@ from anyio import CapacityLimiter
 from tablehouse.config import Settings
 from tablehouse.core.cache import SizedCache
 from tablehouse.errors import QueryRefused
-from tablehouse.query import guard
+from tablehouse.query import guard, stored_types
 
 # Memory a parsed and checked tree keeps, per node: 870-1,200 bytes were measured with
 # tracemalloc over statements of 20,000 characters of several shapes (long OR chains, IN
@@ -110,24 +110,46 @@ class Checker:
         dialect: guard.Backend,
         physical: Mapping[str, str],
         identity: Hashable,
-    ) -> str:
-        """The statement for the backend, reading ``physical`` tables. ``identity`` (the
-        datasets' ids and versions) is part of the key: a dataset changed or made anew is
-        rendered afresh."""
+        fields: Mapping[str, Sequence[tuple[str, str]]] | None = None,
+    ) -> Rendering:
+        """The statement for the backend, reading ``physical`` tables, and the types of its
+        output that the backend must know (``fields``: each dataset's, by name as written).
+        ``identity`` (the datasets' ids and versions) is part of the key: a dataset changed
+        or made anew is rendered afresh."""
         key = ("rendered", dialect, sql, identity)
         found = self.cache.get(key)
-        if isinstance(found, str):
+        if isinstance(found, Rendering):
             return found
-        rendered = await self._run(sql, guard.render, analysis, physical, dialect)
-        size = ENTRY_BYTES + 2 * sys.getsizeof(sql) + sys.getsizeof(rendered)
-        self.cache.put(key, rendered, size)
-        return rendered
+        rendering = await self._run(sql, _rendering, analysis, physical, dialect, fields or {})
+        size = ENTRY_BYTES + 2 * sys.getsizeof(sql) + sys.getsizeof(rendering.sql)
+        if rendering.output is not None:
+            size += ENTRY_BYTES + sum(sys.getsizeof(name) for name in rendering.output.names)
+        self.cache.put(key, rendering, size)
+        return rendering
 
     async def _run(self, sql: str, work: Callable[..., _Result], *args: object) -> _Result:
         """``work`` about ``sql``: on the loop when the statement is short, else in a thread."""
         if len(sql) <= INLINE_CHECK_CHARS:
             return work(*args)
         return await anyio.to_thread.run_sync(work, *args, limiter=self.threads)
+
+
+@dataclass(frozen=True, slots=True)
+class Rendering:
+    sql: str
+    output: stored_types.OutputTypes | None
+
+
+def _rendering(
+    analysis: guard.Analysis,
+    physical: Mapping[str, str],
+    dialect: guard.Backend,
+    fields: Mapping[str, Sequence[tuple[str, str]]],
+) -> Rendering:
+    return Rendering(
+        sql=guard.render(analysis, physical, dialect),
+        output=stored_types.output_types(analysis.tree, fields, dialect),
+    )
 
 
 def analysis_size(sql: str, found: guard.Analysis | Refusal) -> int:
