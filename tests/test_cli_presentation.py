@@ -48,13 +48,18 @@ def test_help_fits_80_columns_and_writes_flags_as_flags(path: tuple[str, ...]) -
     lines = shown.stdout.splitlines()
     assert max(len(line) for line in lines) <= WIDTH, shown.stdout
     assert "<bool>" not in shown.stdout
+    # An option's value is named (EMAIL, N, [table|csv]), not typed (<str>, <int range>).
+    options = [line for line in lines if line.lstrip().startswith("-")]
+    assert not [line for line in options if re.search(r"<[a-z][^>]*>", line)], shown.stdout
     # Options read --flag or --flag / --no-flag, and each command is listed on one line.
     assert not any(line.startswith("│") for line in lines), shown.stdout
     listed = lines[lines.index("Commands:") + 1 :] if "Commands:" in lines else []
     assert all(re.match(r"  \S+ +\S", line) for line in listed if line), shown.stdout
 
 
-@pytest.mark.parametrize("group", [(), ("db",), ("users",), ("schemas",)])
+@pytest.mark.parametrize(
+    "group", [(), ("db",), ("users",), ("schemas",), ("queries",), ("analytics",)]
+)
 def test_command_lists_show_each_summary_whole(group: tuple[str, ...]) -> None:
     shown = run_tablehouse(*group, "--help", env={"COLUMNS": str(WIDTH)})
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 
 from tablehouse.cli import analytics, db, importer, queries, query, schemas, serve, users
@@ -34,6 +36,24 @@ def plain_help(command: typer.Typer) -> None:
             plain_help(group.typer_instance)
 
 
-def main() -> None:
+def name_placeholders(command: Any) -> None:
+    """Give every argument and option without a metavar one named after it (SQL, ADDRESS,
+    TIMEOUT_MS): typer would otherwise write the Python type,
+    ``<str>``, ``<list[str]>`` or ``<int range>``, which tells a reader nothing."""
+    for param in command.params:
+        if param.metavar is None and param.name and not getattr(param, "is_flag", False):
+            param.metavar = param.name.upper()
+    for sub in getattr(command, "commands", {}).values():
+        name_placeholders(sub)
+
+
+def command() -> Any:
+    """The click command ``tablehouse`` runs: plain help, named placeholders."""
     plain_help(app)
-    app()
+    root = typer.main.get_command(app)
+    name_placeholders(root)
+    return root
+
+
+def main() -> None:
+    command()(prog_name="tablehouse")

@@ -60,7 +60,7 @@ _THROUGH_THE_SERVER = {
 }
 
 
-@app.command("migrate")
+@app.command("migrate", short_help="Create or update the ClickHouse tables and TTLs.")
 def migrate() -> None:
     """Create or update the ClickHouse tables and their TTLs; safe to repeat."""
     from tablehouse.analytics.store import StoreUnavailable
@@ -103,7 +103,7 @@ def status() -> None:
     typer.echo(f"spool: {spool} ({len(segments)} segment file(s) waiting, {dead} dead-lettered)")
 
 
-@app.command("replay")
+@app.command("replay", short_help="Write what waits in the spool now.")
 def replay(
     within: Annotated[float, typer.Option(help="Give up after this many seconds")] = 300.0,
 ) -> None:

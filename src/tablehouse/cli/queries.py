@@ -142,7 +142,7 @@ def _filter(
     return QueryFilter(asyncio.run(_user_id(settings, user)), start, end, **more)
 
 
-@app.command()
+@app.command(short_help="Logged queries, newest first.")
 def history(
     user: User = None,
     status: Annotated[str | None, typer.Option(help="ok, refused, timeout or error")] = None,
@@ -198,7 +198,7 @@ def history(
     Console(highlight=False).print(table)
 
 
-@app.command()
+@app.command(short_help="Counts, errors and p50/p95/p99 time per hour or day.")
 def summary(
     user: User = None,
     interval: Annotated[str, typer.Option(help="hour or day: one line per")] = "hour",

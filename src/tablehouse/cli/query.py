@@ -43,20 +43,28 @@ def _parameter(text: str) -> tuple[str, Any]:
 
 def query(
     sql: Annotated[str, typer.Argument(help="One read-only statement over the user's datasets")],
-    as_user: Annotated[str, typer.Option("--as", help="Email of the user to run it as")],
+    as_user: Annotated[
+        str, typer.Option("--as", metavar="EMAIL", help="Email of the user to run it as")
+    ],
     output: Annotated[
         str,
         typer.Option(
             "--format",
+            metavar="[table|csv|json|ndjson]",
             help="table; csv (a header row); json (the API's answer); ndjson (an object a row)",
             case_sensitive=False,
         ),
     ] = "table",
     param: Annotated[
-        list[str] | None, typer.Option("--param", "-p", help="name=value for :name; repeatable")
+        list[str] | None,
+        typer.Option("--param", "-p", metavar="NAME=VALUE", help="A value for :name; repeatable"),
     ] = None,
-    limit: Annotated[int | None, typer.Option(help="At most this many rows", min=1)] = None,
-    timeout_ms: Annotated[int | None, typer.Option(help="Stop after this long", min=1)] = None,
+    limit: Annotated[
+        int | None, typer.Option(metavar="N", help="At most this many rows", min=1)
+    ] = None,
+    timeout_ms: Annotated[
+        int | None, typer.Option(metavar="MS", help="Stop after this long", min=1)
+    ] = None,
 ) -> None:
     """Run SQL as a user and print the answer (the same rules and limits as the API).
 

@@ -20,7 +20,9 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 app = typer.Typer(
-    help="Create, list and deactivate users; see and lift login throttling.", no_args_is_help=True
+    help="Create, list and deactivate users; see and lift login throttling.",
+    short_help="Accounts, and lifting login throttling.",
+    no_args_is_help=True,
 )
 
 
@@ -112,8 +114,12 @@ def deactivate(
     typer.echo(_run(in_unit_of_work(settings, work)))
 
 
-@app.command()
-def throttled(limit: Annotated[int, typer.Option(min=1, max=10_000)] = 100) -> None:
+@app.command(short_help="Emails and addresses with failed logins, most first.")
+def throttled(
+    limit: Annotated[
+        int, typer.Option(metavar="N", min=1, max=10_000, help="At most this many of each")
+    ] = 100,
+) -> None:
     """List the emails and addresses with failed logins in the window, most first.
 
     At its limit, an email is refused whatever the password; an address refuses the emails
