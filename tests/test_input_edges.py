@@ -459,3 +459,41 @@ async def test_negative_zero_in_a_json_value_round_trips_or_is_refused_on_postgr
     assert response.status_code == 201, response.text
     [row] = await stored(client, headers)
     assert str(row["doc"]["z"][0]) == "-0.0"
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/api/v1/query", '{"sql": "select \'\\ud800\'"}'),
+        ("/api/v1/query", '{"sql": 5, "params": {"\\ud800": 1}}'),
+        ("/api/v1/schemas", '{"name": "\\udfff", "fields": []}'),
+    ],
+)
+async def test_a_lone_surrogate_in_a_json_body_is_a_4xx_not_a_500(
+    client: httpx.AsyncClient, headers: dict[str, str], path: str, body: str
+) -> None:
+    # JSON may escape half of a UTF-16 pair; no UTF-8 text can hold it, so answering with it
+    # (a 422 echoing the input) or storing it must not end in an encoding error.
+    response = await client.post(
+        path, content=body, headers={**headers, "Content-Type": "application/json"}
+    )
+
+    assert 400 <= response.status_code < 500, response.text
+    assert response.json()["detail"]
+
+
+async def test_a_lone_surrogate_in_a_row_value_is_422_naming_the_field(
+    client: httpx.AsyncClient, headers: dict[str, str]
+) -> None:
+    # Stored, it would come back as "a?b" (both databases replace it): refused instead.
+    for row, field in (
+        ('{"id": 1, "title": "a\\ud800b"}', "title"),
+        ('{"id": 2, "doc": {"k": "\\udfff"}}', "doc"),
+    ):
+        loaded = await client.post(
+            ROWS, content=f"[{row}]", headers={**headers, "Content-Type": "application/json"}
+        )
+
+        assert loaded.status_code == 422, loaded.text
+        assert loaded.json()["detail"][0]["field"] == field
+        assert "lone surrogate" in loaded.json()["detail"][0]["message"]

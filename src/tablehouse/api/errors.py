@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import traceback
 from collections.abc import Mapping
 from http import HTTPStatus
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
@@ -25,6 +27,19 @@ MAX_LISTED_ERRORS = 100
 _MAX_MEMBERS = 32
 
 
+class ProblemResponse(JSONResponse):
+    """An error answer. It may quote the request, and a JSON request can carry half of a
+    UTF-16 pair (``"\\ud800"``), which no UTF-8 text can hold: such an answer is written
+    with every non-ASCII character escaped, so the client reads back exactly what it sent
+    instead of a 500."""
+
+    def render(self, content: Any) -> bytes:
+        try:
+            return super().render(content)
+        except UnicodeEncodeError:
+            return json.dumps(content, separators=(",", ":")).encode("ascii")
+
+
 def _code_for_status(status_code: int) -> str:
     try:
         return HTTPStatus(status_code).phrase.lower().replace(" ", "_").replace("-", "_")
@@ -32,21 +47,21 @@ def _code_for_status(status_code: int) -> str:
         return "error"
 
 
-async def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _domain_error(_request: Request, exc: Exception) -> ProblemResponse:
     assert isinstance(exc, TablehouseError)
-    return JSONResponse(
+    return ProblemResponse(
         {"detail": _bounded_detail(exc.detail), "code": exc.code, **exc.extra},
         status_code=exc.status_code,
         headers=dict(exc.headers),
     )
 
 
-async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+async def _http_error(request: Request, exc: Exception) -> ProblemResponse:
     assert isinstance(exc, StarletteHTTPException)
     headers = exc.headers
     if exc.status_code == 405:
         headers = {**(headers or {}), "Allow": _allowed_methods(request)}
-    return JSONResponse(
+    return ProblemResponse(
         {"detail": _bounded_detail(exc.detail), "code": _code_for_status(exc.status_code)},
         status_code=exc.status_code,
         headers=headers,
@@ -71,7 +86,7 @@ def _allowed_methods(request: Request) -> str:
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE")
 
 
-async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _validation_error(_request: Request, exc: Exception) -> ProblemResponse:
     assert isinstance(exc, RequestValidationError)
     found = exc.errors()
     # Bounded before encoding, so a huge input is never copied.
@@ -79,7 +94,7 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     body: dict[str, object] = {"detail": listed, "code": "validation_error"}
     if len(found) > MAX_LISTED_ERRORS:
         body["errors_total"] = len(found)
-    return JSONResponse(body, status_code=422)
+    return ProblemResponse(body, status_code=422)
 
 
 def _bounded_detail(detail: object) -> object:
@@ -110,13 +125,13 @@ def _bounded_member(value: object) -> object:
     return quoted(value)
 
 
-def _retry_shortly(detail: str, code: str) -> JSONResponse:
-    return JSONResponse(
+def _retry_shortly(detail: str, code: str) -> ProblemResponse:
+    return ProblemResponse(
         {"detail": detail, "code": code}, status_code=503, headers={"Retry-After": "1"}
     )
 
 
-async def _database_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _database_error(_request: Request, exc: Exception) -> ProblemResponse:
     """The database could not take the request now: a retryable 503, not a bug. Any other
     database error is one, and goes on to become a 500."""
     if isinstance(exc, OperationalError) and "database is locked" in str(exc.orig):

@@ -13,6 +13,7 @@ import csv
 import functools
 import io
 import math
+import re
 import zlib
 from collections.abc import AsyncIterator, Callable, Iterator
 from decimal import Decimal
@@ -177,11 +178,34 @@ def json_values(body: IO[bytes]) -> Iterator[Any]:
     if _first_byte(body) != b"[":
         yield _whole_document(body.read())
         return
+    parse = _PYTHON_JSON.items if _has_surrogate_escape(body) else ijson.items
     try:
-        for value in ijson.items(body, JSON_ARRAY_ITEMS):
+        for value in parse(body, JSON_ARRAY_ITEMS):
             yield _with_floats(value)
     except ijson.JSONError as exc:
         raise _not_json(exc) from None
+
+
+# ijson's C backend reads an escaped half of a UTF-16 pair ("\\ud800") as "?", silently
+# changing the text; its Python backend keeps it, for the row's checks to refuse. A body with
+# such an escape (rare: a surrogate pair, or text that only looks like one) takes the slower
+# one; the scan costs about a millisecond a megabyte.
+_PYTHON_JSON = ijson.get_backend("python")
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+_SCAN_CHUNK = 1 << 20
+
+
+def _has_surrogate_escape(body: IO[bytes]) -> bool:
+    start = body.tell()
+    tail = b""
+    try:
+        while chunk := body.read(_SCAN_CHUNK):
+            if _SURROGATE_ESCAPE.search(tail + chunk):
+                return True
+            tail = chunk[-5:]  # an escape cut by the chunk's end
+        return False
+    finally:
+        body.seek(start)
 
 
 def _with_floats(value: Any) -> Any:

@@ -45,11 +45,26 @@ def _string(max_length: int | None) -> Converter:
             raise InvalidValue("expected a string")
         if "\x00" in value:
             raise InvalidValue("strings cannot contain the NUL character")
+        if not value.isascii():
+            _ensure_unicode(value)
         if max_length is not None and len(value) > max_length:
             raise InvalidValue(f"longer than max_length {max_length}")
         return value
 
     return convert
+
+
+def _ensure_unicode(value: str) -> None:
+    """A JSON body can escape half of a UTF-16 pair (``"\\ud800"``); no database text holds
+    it (SQLite and PostgreSQL would store ``?`` or fail), so it is refused, not changed."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as error:
+        bad = value[error.start]
+        raise InvalidValue(
+            f"not valid Unicode text: a lone surrogate (\\u{ord(bad):04x}) at character "
+            f"{error.start}"
+        ) from None
 
 
 def _integer(value: Any) -> int:
@@ -161,12 +176,16 @@ def _check_json(value: Any, keeps_negative_zero: bool, depth: int = 0) -> None:
     if isinstance(value, str):
         if "\x00" in value:
             raise InvalidValue("strings cannot contain the NUL character")
+        if not value.isascii():
+            _ensure_unicode(value)
     elif isinstance(value, dict):
         if depth == MAX_JSON_DEPTH:
             raise _too_deep()
         for key, item in value.items():
             if "\x00" in key:
                 raise InvalidValue("strings cannot contain the NUL character")
+            if not key.isascii():
+                _ensure_unicode(key)
             _check_json(item, keeps_negative_zero, depth + 1)
     elif isinstance(value, list):
         if depth == MAX_JSON_DEPTH:
