@@ -23,6 +23,15 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+# Password hashing a test server can afford: tests sign in often, and argon2id's defaults
+# cost tens of milliseconds of CPU each time.
+CHEAP_PASSWORDS = {
+    "PASSWORD_HASH_TIME_COST": "1",
+    "PASSWORD_HASH_MEMORY_KIB": "1024",
+    "PASSWORD_HASH_PARALLELISM": "1",
+}
+
+
 def tablehouse_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "tablehouse", *args]
 

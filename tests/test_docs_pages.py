@@ -31,7 +31,7 @@ from playwright.sync_api import (
 
 from tablehouse.api.docs import ASSETS
 from tests.accounts import PASSWORD, bearer
-from tests.processes import Server, running_server
+from tests.processes import CHEAP_PASSWORDS, Server, running_server
 
 CHROMIUM = Path("/usr/bin/chromium")
 # The probe's flags: no sandbox as root, and none of Chromium's own calls home, which this
@@ -95,9 +95,7 @@ def server(database_url: str, tmp_path: Path) -> Iterator[Server]:
     env = {
         "DATABASE_URL": database_url,
         "DATA_DIR": str(tmp_path / "data"),
-        "PASSWORD_HASH_TIME_COST": "1",
-        "PASSWORD_HASH_MEMORY_KIB": "1024",
-        "PASSWORD_HASH_PARALLELISM": "1",
+        **CHEAP_PASSWORDS,
         "ANALYTICS_ENABLED": "false",
         "DB_STARTUP_ATTEMPTS": "1",
     }

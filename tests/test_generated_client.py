@@ -23,7 +23,7 @@ import pytest
 from tablehouse.app import create_app
 from tablehouse.config import load_settings
 from tests.accounts import PASSWORD
-from tests.processes import Server, running_server
+from tests.processes import CHEAP_PASSWORDS, Server, running_server
 
 pytestmark = pytest.mark.slow
 
@@ -116,9 +116,7 @@ def server(database_url: str, tmp_path: Path) -> Iterator[Server]:
     env = {
         "DATABASE_URL": database_url,
         "DATA_DIR": str(tmp_path / "data"),
-        "PASSWORD_HASH_TIME_COST": "1",
-        "PASSWORD_HASH_MEMORY_KIB": "1024",
-        "PASSWORD_HASH_PARALLELISM": "1",
+        **CHEAP_PASSWORDS,
         "ANALYTICS_FLUSH_INTERVAL_MS": "50",
     }
     with running_server(env, tmp_path / "server.log") as process:

@@ -13,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
 from tests.accounts import bearer, login, register
+from tests.processes import CHEAP_PASSWORDS
 from tests.row_tables import define
 
 METRICS_TOKEN = "fault-tests-metrics-token"
@@ -31,9 +32,7 @@ def server_env(database_url: str, data_dir: Path, **settings: str) -> dict[str, 
         "DATABASE_URL": database_url,
         "DATA_DIR": str(data_dir),
         "JWT_SECRET": "fault-tests-signing-secret-" + "x" * 32,
-        "PASSWORD_HASH_TIME_COST": "1",
-        "PASSWORD_HASH_MEMORY_KIB": "1024",
-        "PASSWORD_HASH_PARALLELISM": "1",
+        **CHEAP_PASSWORDS,
         "ANALYTICS_ENABLED": "false",
         "DB_STARTUP_ATTEMPTS": "1",
         "METRICS_TOKEN": METRICS_TOKEN,
