@@ -24,8 +24,10 @@ from tablehouse.api.security_schemes import offer_bearer_scheme
 from tablehouse.config import Settings, load_settings
 from tablehouse.core import migrations
 from tablehouse.core.database import (
+    backend_of,
     create_engine,
     create_read_engine,
+    create_read_session_factory,
     create_session_factory,
     wait_for_database,
 )
@@ -179,9 +181,10 @@ async def _start(
         gc.set_threshold(YOUNG_COLLECTION_THRESHOLD, middle, oldest)
     return Runtime(
         settings=settings,
+        backend=backend_of(engines.main),
         engine=engines.main,
         session_factory=create_session_factory(engines.main),
-        read_session_factory=create_session_factory(engines.reads, reads_only=True),
+        read_session_factory=create_read_session_factory(engines.reads),
         tokens=tokens,
         passwords=Passwords(settings),
         mailer=create_mailer(settings),

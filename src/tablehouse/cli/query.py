@@ -124,7 +124,7 @@ async def _answer(
     from tablehouse.auth import repository
     from tablehouse.auth.accounts import normalise_email
     from tablehouse.auth.principal import ALL_SCOPES, Principal
-    from tablehouse.core.database import create_read_engine, create_session_factory, uow
+    from tablehouse.core.database import create_read_engine, create_read_session_factory, read_uow
     from tablehouse.core.limits import ConcurrencyLimit
     from tablehouse.query import service, statements
     from tablehouse.query.schemas import QueryRequest
@@ -147,7 +147,7 @@ async def _answer(
         source="cli",
     )
     try:
-        async with uow(create_session_factory(reads, reads_only=True)) as session:
+        async with read_uow(create_read_session_factory(reads)) as session:
             user = await repository.user_by_email(session, normalise_email(email))
             if user is None or not user.is_active:
                 raise TablehouseError(f"no active user with email {email}", code="unknown_user")

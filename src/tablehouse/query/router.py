@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header
 from fastapi.responses import Response, StreamingResponse
 
-from tablehouse.api.dependencies import RuntimeDep, SessionDep, reads_only
+from tablehouse.api.dependencies import ReadSessionDep, RuntimeDep
 from tablehouse.api.paths import API_PREFIX
 from tablehouse.api.responses import AUTHENTICATED, WITH_BODY, errors
 from tablehouse.auth.dependencies import QueryAccess
@@ -68,11 +68,10 @@ _Accept = Annotated[str | None, Header(include_in_schema=False)]
         **_ERRORS,
     },
 )
-@reads_only
 async def run_query(
     body: QueryRequest,
     caller: QueryAccess,
-    session: SessionDep,
+    session: ReadSessionDep,
     target: Target,
     accept: _Accept = None,
 ) -> Response:
@@ -98,9 +97,8 @@ async def run_query(
         **_ERRORS,
     },
 )
-@reads_only
 async def run_query_csv(
-    body: QueryRequest, caller: QueryAccess, session: SessionDep, target: Target
+    body: QueryRequest, caller: QueryAccess, session: ReadSessionDep, target: Target
 ) -> Response:
     return await _streamed(body, caller, session, target, "csv")
 
@@ -108,7 +106,7 @@ async def run_query_csv(
 async def _streamed(
     body: QueryRequest,
     caller: QueryAccess,
-    session: SessionDep,
+    session: ReadSessionDep,
     target: Target,
     form: service.StreamFormat,
 ) -> Response:
