@@ -7,6 +7,7 @@ from __future__ import annotations
 from sqlalchemy import text
 
 from tablehouse.config import Settings
+from tablehouse.core.database import Backend
 from tablehouse.query import guard
 from tests.databases import connected
 
@@ -98,7 +99,7 @@ async def names(settings: Settings, sql: str) -> list[str]:
 async def test_each_expression_is_named_as_the_database_names_its_text(
     settings: Settings, backend: str
 ) -> None:
-    dialect: guard.Backend = "postgresql" if backend == "postgresql" else "sqlite"
+    dialect = Backend(backend)
     expressions = EXPRESSIONS[dialect]
     written = "SELECT " + ", ".join(expressions) + " FROM t GROUP BY amount, name, at"
     rendered = guard.render(guard.analyse(written, dialect), {"t": "t"}, dialect)
