@@ -7,7 +7,7 @@ from __future__ import annotations
 from sqlalchemy import text
 
 from tablehouse.config import Settings
-from tablehouse.core.database import Backend
+from tablehouse.core.database import Backend, backend_of
 from tablehouse.query import guard
 from tests.databases import connected
 
@@ -92,7 +92,7 @@ EXPRESSIONS = {
 
 async def names(settings: Settings, sql: str) -> list[str]:
     async with connected(settings) as connection:
-        await connection.execute(text(TABLE[connection.dialect.name]))
+        await connection.execute(text(TABLE[backend_of(connection)]))
         return list((await connection.exec_driver_sql(sql)).keys())
 
 
