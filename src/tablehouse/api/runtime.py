@@ -36,7 +36,7 @@ class Runtime:
     query_engine: AsyncEngine
     query_slots: ConcurrencyLimit
     ingest_slots: ConcurrencyLimit  # per user: a load waits for its body with a slot held
-    # Checked statements (the query domain's; see query.statements) and the threads that
+    # Checked statements (the query domain's; see query.guard.statements) and the threads that
     # check them.
     query_statements: SizedCache[Hashable, object]
     query_check_threads: CapacityLimiter
