@@ -13,7 +13,7 @@ from fastapi.routing import APIRoute
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tablehouse import __version__
-from tablehouse.analytics.lifecycle import Analytics
+from tablehouse.analytics.pipeline.lifecycle import Analytics
 from tablehouse.api.bodies import BodyBudgetMiddleware, BodyLimit, LargerBody, Pace
 from tablehouse.api.docs import install_docs
 from tablehouse.api.errors import install_error_handlers
@@ -61,8 +61,6 @@ def create_app(settings: Settings) -> FastAPI:
         analytics = Analytics(settings, metrics) if settings.analytics_enabled else None
         try:
             app.state.runtime = await _start(settings, engines, analytics, metrics)
-            app.state.analytics = analytics
-            app.state.analytics_store = analytics.store if analytics is not None else None
             yield
             log.info("app.stopping")
         finally:
@@ -82,8 +80,7 @@ def create_app(settings: Settings) -> FastAPI:
         # generated clients have load_rows, not load_rows_api_v1_schemas_name_rows_post.
         generate_unique_id_function=_operation_id,
     )
-    metrics = Metrics()
-    app.state.metrics = metrics
+    metrics = Metrics()  # before the lifespan: requests are counted even if start-up fails
     # Innermost of the three, so its 413 and 408 carry the request id and are logged.
     app.add_middleware(BodyBudgetMiddleware, **_body_budget(settings))
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
@@ -202,6 +199,7 @@ async def _start(
         query_statements=query_service.statement_cache(settings),
         query_check_threads=query_service.check_threads(),
         events=analytics.writer if analytics is not None else LoggingEventSink(),
+        analytics=analytics,
         metrics=metrics,
     )
 

@@ -98,7 +98,7 @@ def query(
 
 def _log(settings: Settings, events: list[Event]) -> None:
     """Into the query log: directly, or through the spool of a server holding the store."""
-    from tablehouse.analytics.handoff import hand_off
+    from tablehouse.analytics.service import hand_off
 
     if not events or not settings.analytics_enabled:
         return
