@@ -13,12 +13,15 @@ RUNTIME_STAMP := .venv/.synced-runtime
 DEV_STAMP := .venv/.synced-dev
 PYTEST_ARGS ?=
 
-.PHONY: help venv run migrate test fuzz lint fmt clean
+.PHONY: help venv run migrate test test-floors fuzz lint fmt clean
 
 help:
 	@echo "make run    install the runtime dependencies, migrate, serve on http://127.0.0.1:8000"
 	@echo "make test   install the dev tools too and run every test (SQLite and PostgreSQL);"
 	@echo "            PYTEST_ARGS='tests/test_x.py -x' runs only those"
+	@echo "make test-floors"
+	@echo "            the fast tests on the lowest versions pyproject.toml allows, in"
+	@echo "            .venv-floors (uv.lock and .venv untouched): a floor that lies fails"
 	@echo "make fuzz   the schemathesis run with a bigger budget (FUZZ_EXAMPLES, default 500)"
 	@echo "make lint   ruff format check, ruff check, mypy --strict, import contracts"
 	@echo "make fmt    format and autofix"
@@ -48,6 +51,25 @@ run: migrate
 test: $(DEV_STAMP)
 	$(UV) run --no-sync pytest $(PYTEST_ARGS)
 
+# The floors: every direct dependency (runtime and dev) at the lowest version its specifier in
+# pyproject.toml allows, everything else at the newest that fits (uv's lowest-direct). Resolved
+# with `uv pip` into a separate environment and a requirements file inside it, so uv.lock and
+# .venv are never touched (`uv sync --resolution lowest-direct` would re-lock uv.lock). `pip
+# sync` makes the environment exactly that list, so a run after a floor moved keeps nothing
+# of the last one. The fast tests only: the slow ones start processes and exercise the same
+# libraries through the same code.
+FLOORS_ENV := .venv-floors
+FLOORS_PYTEST_ARGS ?= -m "not slow"
+test-floors: | $(UV)
+	$(UV) venv --quiet --allow-existing $(FLOORS_ENV)
+	$(UV) pip compile --quiet --python $(FLOORS_ENV)/bin/python --group dev \
+		--resolution lowest-direct pyproject.toml -o $(FLOORS_ENV)/requirements.txt
+	$(UV) pip sync --quiet --python $(FLOORS_ENV)/bin/python $(FLOORS_ENV)/requirements.txt
+	$(UV) pip install --quiet --python $(FLOORS_ENV)/bin/python --no-deps --editable .
+	@echo "floors:" $$(awk '/^[a-z0-9]/ {p = $$1} /via tablehouse|#   tablehouse/ {print p}' \
+		$(FLOORS_ENV)/requirements.txt)
+	$(FLOORS_ENV)/bin/python -m pytest -p no:cacheprovider $(FLOORS_PYTEST_ARGS)
+
 FUZZ_EXAMPLES ?= 500
 fuzz: $(DEV_STAMP)
 	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(UV) run --no-sync pytest tests/test_api_fuzz.py
@@ -63,4 +85,4 @@ fmt: $(DEV_STAMP)
 	$(UV) run --no-sync ruff check --fix .
 
 clean:
-	rm -rf .venv $(UV_BOOTSTRAP) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf .venv $(FLOORS_ENV) $(UV_BOOTSTRAP) .pytest_cache .mypy_cache .ruff_cache
