@@ -13,9 +13,9 @@ from tablehouse.errors import DatabaseUnavailable, TablehouseError
 
 if TYPE_CHECKING:
     from pydantic import SecretStr
-    from sqlalchemy.ext.asyncio import AsyncSession
 
     from tablehouse.config import Settings
+    from tablehouse.core.database import WriteSession
 
 # Alembic and the database layer are imported inside the commands: a mistyped setting
 # should be reported at once, not after a second of imports.
@@ -133,7 +133,7 @@ def roles() -> None:
     from a version without them. Safe to run any number of times."""
     settings = settings_or_exit()
 
-    async def work(session: AsyncSession) -> int:
+    async def work(session: WriteSession) -> int:
         from tablehouse.datasets import service
 
         return await service.grant_owner_roles(session, query_role=settings.query_database_role)
@@ -204,7 +204,7 @@ def _ensure_admin(settings: Settings, email: str, password: SecretStr) -> str:
     from tablehouse.auth import accounts
     from tablehouse.core.passwords import Passwords
 
-    async def work(session: AsyncSession) -> bool:
+    async def work(session: WriteSession) -> bool:
         return await accounts.ensure_admin(
             session,
             passwords=Passwords(settings),
