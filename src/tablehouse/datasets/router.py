@@ -98,7 +98,7 @@ async def update_schema(
 ) -> SchemaRead:
     updated = await service.update(
         session,
-        schema=dataset,
+        dataset=dataset,
         author_id=caller.user.id,
         request=body,
         max_fields=runtime.settings.max_schema_fields,
@@ -113,7 +113,7 @@ async def update_schema(
     responses=NAMED,
 )
 async def delete_schema(dataset: LockedDatasetDep, session: WriteSessionDep) -> None:
-    await service.delete(session, schema=dataset)
+    await service.delete(session, dataset=dataset)
 
 
 @router.get(

@@ -104,7 +104,7 @@ async def create(
         raise _taken(spec.name)
     schema_id = uuid.uuid4()
     fields = [field.model_dump() for field in spec.fields]
-    schema = Dataset(
+    dataset = Dataset(
         id=schema_id,
         owner_id=owner_id,
         name=spec.name,
@@ -116,13 +116,13 @@ async def create(
     try:
         # The catalog row first: a concurrent create of the same name fails here, on the
         # unique constraint, before it has made a table.
-        await repository.add(session, schema)
+        await repository.add(session, dataset)
     except IntegrityError:
         raise _taken(spec.name) from None
     statements = await session.run_sync(
         lambda sync: ddl.create(
             sync.connection(),
-            schema.table_name,
+            dataset.table_name,
             spec.fields,
             reader_role=None if query_role is None else owner_role(query_role, owner_id),
         )
@@ -138,7 +138,7 @@ async def create(
             author_id=owner_id,
         ),
     )
-    return schema
+    return dataset
 
 
 # A dataset dropped or changed while a reader held its old definition: the reader's
@@ -204,36 +204,36 @@ async def page(
     session: ReadSession, *, caller: Principal, limit: int, offset: int
 ) -> tuple[list[tuple[Dataset, int]], int]:
     # The key's restriction is part of the query, so the page and its total agree.
-    schemas, total = await repository.page(
+    found, total = await repository.page(
         session, caller.user.id, limit=limit, offset=offset, only=caller.datasets
     )
     counted = [
-        (schema, await repository.row_count(session, schema.table_name)) for schema in schemas
+        (dataset, await repository.row_count(session, dataset.table_name)) for dataset in found
     ]
     return counted, total
 
 
-async def row_count(session: ReadSession, schema: Dataset) -> int:
-    return await repository.row_count(session, schema.table_name)
+async def row_count(session: ReadSession, dataset: Dataset) -> int:
+    return await repository.row_count(session, dataset.table_name)
 
 
 async def update(
     session: WriteSession,
     *,
-    schema: Dataset,
+    dataset: Dataset,
     author_id: uuid.UUID,
     request: SchemaUpdate,
     max_fields: int,
 ) -> Dataset:
-    fields = [FieldSpec.model_validate(field) for field in schema.fields]
+    fields = [FieldSpec.model_validate(field) for field in dataset.fields]
     new_fields = planned_fields(fields, request.changes, max_fields=max_fields)
-    await _ensure_existing_rows_allow(session, schema, request.changes)
+    await _ensure_existing_rows_allow(session, dataset, request.changes)
     statements: list[str] = []
     if request.changes:
         try:
             statements = await session.run_sync(
                 lambda sync: ddl.apply(
-                    sync.connection(), schema.table_name, fields, request.changes
+                    sync.connection(), dataset.table_name, fields, request.changes
                 )
             )
         except (IntegrityError, DBAPIError) as exc:
@@ -242,21 +242,21 @@ async def update(
                 code="change_conflicts_with_rows",
             ) from None
     if request.description is not None:
-        schema.description = request.description
-    schema.version += 1
-    schema.fields = [field.model_dump() for field in new_fields]
+        dataset.description = request.description
+    dataset.version += 1
+    dataset.fields = [field.model_dump() for field in new_fields]
     await repository.add(
         session,
         DatasetVersion(
-            schema_id=schema.id,
-            number=schema.version,
-            fields=schema.fields,
+            schema_id=dataset.id,
+            number=dataset.version,
+            fields=dataset.fields,
             change=request.model_dump(exclude_none=True),
             ddl=";\n".join(statements),
             author_id=author_id,
         ),
     )
-    return schema
+    return dataset
 
 
 def planned_fields(
@@ -311,7 +311,7 @@ def _apply_change(fields: list[FieldSpec], change: Change) -> tuple[str, str, st
 
 
 async def _ensure_existing_rows_allow(
-    session: WriteSession, schema: Dataset, changes: Sequence[Change]
+    session: WriteSession, dataset: Dataset, changes: Sequence[Change]
 ) -> None:
     required = [
         change.field.name
@@ -322,7 +322,7 @@ async def _ensure_existing_rows_allow(
     ]
     if not required:
         return
-    rows = await repository.row_count(session, schema.table_name)
+    rows = await repository.row_count(session, dataset.table_name)
     if rows:
         raise Conflict(
             f"'{required[0]}' is required but has no default, and the table has {rows} rows: "
@@ -331,9 +331,9 @@ async def _ensure_existing_rows_allow(
         )
 
 
-async def delete(session: WriteSession, *, schema: Dataset) -> None:
-    table_name = schema.table_name
-    await session.delete(schema)
+async def delete(session: WriteSession, *, dataset: Dataset) -> None:
+    table_name = dataset.table_name
+    await session.delete(dataset)
     await session.flush()
     await session.run_sync(lambda sync: ddl.drop(sync.connection(), table_name))
 
@@ -359,5 +359,5 @@ async def grant_owner_roles(session: WriteSession, *, query_role: str) -> int:
     return await session.run_sync(lambda sync: grant(sync.connection()))
 
 
-async def versions(session: ReadSession, schema: Dataset) -> list[DatasetVersion]:
-    return await repository.versions(session, schema.id)
+async def versions(session: ReadSession, dataset: Dataset) -> list[DatasetVersion]:
+    return await repository.versions(session, dataset.id)

@@ -298,7 +298,7 @@ async def _load(
     options: IngestOptions,
     owner: uuid.UUID | None,
 ) -> IngestReport:
-    return await service.load(
+    return await service.load_rows(
         session,
         runtime,
         caller=caller,

@@ -54,7 +54,7 @@ from tablehouse.rows.schemas import (
 # Loading rows
 
 
-async def load(
+async def load_rows(
     session: WriteSession,
     runtime: Runtime,
     *,
