@@ -180,7 +180,7 @@ def init() -> None:
 
 
 def _init_analytics(settings: Settings) -> None:
-    from tablehouse.analytics.store import StoreUnavailable
+    from tablehouse.analytics.service import StoreUnavailable
     from tablehouse.cli.analytics import migrate_store
 
     try:

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
-from typing import Any, Literal
+from typing import Literal
 
 from sqlalchemy import MetaData, Table, bindparam, func, select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from tablehouse.core.database import ReadSession, WriteSession
 from tablehouse.datasets.models import Dataset, DatasetVersion
@@ -77,31 +75,3 @@ async def owners_tables(session: ReadSession) -> list[tuple[uuid.UUID, str]]:
 async def add(session: WriteSession, *rows: object) -> None:
     session.add_all(rows)
     await session.flush()
-
-
-_TABLES_NAMED = select(
-    Dataset.name, Dataset.id, Dataset.version, Dataset.table_name, Dataset.fields
-).where(
-    Dataset.owner_id == bindparam("owner_id"),
-    func.lower(Dataset.name).in_(bindparam("names", expanding=True)),
-)
-
-
-async def tables_named(
-    session: AsyncSession, owner_id: uuid.UUID, names: Iterable[str]
-) -> list[tuple[str, uuid.UUID, int, str, list[dict[str, Any]]]]:
-    """``(name, id, version, table_name, fields)`` of the owner's datasets whose names match
-    any of ``names`` ignoring case (the caller decides which spelling wins). Every query asks this:
-    a Core statement built once, on the session's connection, skipping the ORM.
-
-    query/catalog.py's, typed as it calls it; the query domain's restructuring (issue 15) moves
-    this statement into its own repository, after which this one goes."""
-    connection = await session.connection()
-    rows = await connection.execute(
-        _TABLES_NAMED,
-        {"owner_id": owner_id, "names": sorted({name.lower() for name in names})},
-    )
-    return [
-        (name, schema_id, version, table, fields)
-        for name, schema_id, version, table, fields in rows
-    ]

@@ -1,19 +1,15 @@
-"""GET /metrics: this process's metrics in Prometheus text format."""
+"""Who may read this process's details: the scraper's METRICS_TOKEN, or an administrator."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, Response
-from prometheus_client import CONTENT_TYPE_LATEST
+from fastapi import Depends, Request
+from fastapi.security.utils import get_authorization_scheme_param
 
 from tablehouse.api.dependencies import ReadSessionDep, RuntimeDep
-from tablehouse.api.responses import errors
 from tablehouse.auth.dependencies import Now, bearer, current_principal, holds_metrics_token
-from tablehouse.core.metrics import Metrics
 from tablehouse.errors import Forbidden
-
-router = APIRouter(tags=["metrics"])
 
 
 async def may_read_metrics(
@@ -31,17 +27,11 @@ async def may_read_metrics(
         raise Forbidden("metrics are for administrators or METRICS_TOKEN", code="admin_required")
 
 
-@router.get(
-    "/metrics",
-    summary="Prometheus metrics of this process (METRICS_TOKEN or administrators)",
-    response_class=Response,
-    responses={
-        200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}},
-        **errors(401, 403, 503),
-    },
-    dependencies=[Depends(may_read_metrics)],
-)
-async def prometheus(request: Request) -> Response:
-    metrics = request.app.state.metrics
-    assert isinstance(metrics, Metrics)
-    return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+async def probe_token(request: Request) -> str | None:
+    """The bearer token, read by hand: declared as security, the operation would read as one
+    that refuses anonymous callers, which a probe must never be."""
+    scheme, token = get_authorization_scheme_param(request.headers.get("Authorization"))
+    return token if scheme.lower() == "bearer" and token else None
+
+
+ProbeToken = Annotated[str | None, Depends(probe_token)]
