@@ -11,8 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tablehouse.config import Settings
 from tablehouse.core.database import create_engine
-from tablehouse.datasets.models import Schema
-from tablehouse.rows.layout import Layout
+from tablehouse.datasets.models import Dataset
+from tablehouse.rows.convert.layout import Layout
 from tests.databases import connected
 
 SCHEMAS = "/api/v1/schemas"
@@ -29,7 +29,7 @@ async def layout_of(settings: Settings, name: str) -> Layout:
     engine = create_engine(settings)
     try:
         async with AsyncSession(engine) as session:
-            schema = await session.scalar(select(Schema).where(Schema.name == name))
+            schema = await session.scalar(select(Dataset).where(Dataset.name == name))
             assert schema is not None, name
             return Layout.of(schema)
     finally:

@@ -19,7 +19,7 @@ from schemathesis.python import asgi
 
 from tablehouse.app import create_app
 from tablehouse.config import Settings
-from tablehouse.rows.reading import MAX_LIMIT
+from tablehouse.rows.schemas import MAX_LIMIT
 from tests import accounts
 
 NAMES = ["alpha", "beta", "gamma"]

@@ -25,8 +25,8 @@ from tablehouse.api.runtime import Runtime
 from tablehouse.config import Settings
 from tablehouse.core import database
 from tablehouse.core.database import create_engine
-from tablehouse.datasets.models import Schema
-from tablehouse.rows.layout import Layout
+from tablehouse.datasets.models import Dataset
+from tablehouse.rows.convert.layout import Layout
 from tests.accounts import PASSWORD, bearer, login, signed_up
 from tests.databases import POSTGRES_ADMIN_URL
 from tests.row_tables import SCHEMAS, define, insert_rows
@@ -302,8 +302,8 @@ async def test_a_bad_key_is_explained_by_the_current_layout(client: httpx.AsyncC
     assert refused.json()["detail"][0]["loc"] == ["path", "key", "id"]
 
 
-def _schema(table_name: str, fields: list[dict[str, Any]]) -> Schema:
-    return Schema(name="s", table_name=table_name, fields=fields, version=1)
+def _schema(table_name: str, fields: list[dict[str, Any]]) -> Dataset:
+    return Dataset(name="s", table_name=table_name, fields=fields, version=1)
 
 
 def _key_field(kind: str) -> list[dict[str, Any]]:

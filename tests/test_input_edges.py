@@ -18,8 +18,8 @@ import orjson
 import pytest
 
 from tablehouse.config import Settings
-from tablehouse.rows.layout import Layout
-from tablehouse.rows.values import INT64_MAX, INT64_MIN, MAX_JSON_DEPTH
+from tablehouse.rows.convert.layout import Layout
+from tablehouse.rows.convert.values import INT64_MAX, INT64_MIN, MAX_JSON_DEPTH
 from tests import databases
 from tests.accounts import bearer, signed_up
 from tests.row_tables import SCHEMAS, define, insert_rows, layout_of

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tablehouse.config import Settings
-from tablehouse.rows.keys import encode
+from tablehouse.rows.convert.keys import encode
 from tests.accounts import bearer, signed_up
 from tests.row_tables import SCHEMAS, define, insert_rows
 

@@ -13,7 +13,7 @@ import pytest
 
 from tablehouse.config import Settings
 from tablehouse.errors import BadRequest
-from tablehouse.rows.parsing import json_values
+from tablehouse.rows.bodies.parsing import json_values
 from tests import databases
 from tests.accounts import bearer, signed_up
 

@@ -14,7 +14,6 @@ from tablehouse.auth.users_router import router as users_router
 from tablehouse.datasets.router import router as datasets_router
 from tablehouse.health.router import router as health_router
 from tablehouse.query.router import router as query_router
-from tablehouse.rows.read_router import router as rows_read_router
 from tablehouse.rows.router import router as rows_router
 
 
@@ -25,7 +24,6 @@ def include_routers(app: FastAPI) -> None:
     # Routes are tried in order, so the busiest paths come first.
     for router in (
         query_router,
-        rows_read_router,
         rows_router,
         datasets_router,
         users_router,

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import csv
-import itertools
 import json
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, BinaryIO, Literal
@@ -20,16 +18,16 @@ from rich.text import Text
 
 from tablehouse.cli.common import EXIT_BAD_CONFIGURATION, fail, settings_or_exit
 from tablehouse.errors import TablehouseError
+from tablehouse.rows.schemas import OnConflict
 
 if TYPE_CHECKING:
     from tablehouse.config import Settings
+    from tablehouse.rows.service import FileRow, Record
 
 Format = Literal["csv", "ndjson"]
-OnConflict = Literal["error", "skip", "update"]
-Problem = tuple[str | None, str]
-Record = tuple[Any, ...]
-Converted = tuple[Record | None, Sequence[Problem], Any]  # record, problems, original data
-Write = Callable[[list[Record], list[int]], Awaitable[int]]
+Write = Callable[[list["Record"], list[int]], Awaitable[int]]
+# The file is read in pieces of this size (each one counted by the progress bar).
+READ_BYTES = 256 * 1024
 EXTENSIONS: dict[str, Format] = {".csv": "csv", ".ndjson": "ndjson", ".jsonl": "ndjson"}
 SHOWN_PROBLEMS = 20
 
@@ -174,9 +172,7 @@ class _Import:
 
         from tablehouse.cli.schemas import _as_owner
         from tablehouse.core.database import create_engine, create_session_factory, uow
-        from tablehouse.datasets import service
-        from tablehouse.rows.layout import Layout
-        from tablehouse.rows.writer import Writer
+        from tablehouse.rows import service
 
         engine = create_engine(settings)  # one engine; a unit of work per batch
         factory, name = create_session_factory(engine), self.state.dataset
@@ -184,26 +180,30 @@ class _Import:
         try:
             async with uow(factory) as session:
                 caller = await _as_owner(session, self.state.owner)
-                schema = await service.load(session, caller=caller, name=name)
-            self.layout, version = Layout.of(schema, storing_in=engine.dialect.name), schema.version
+                target = await service.import_target(session, caller=caller, name=name)
 
             async def write(records: list[Record], numbers: list[int]) -> int:
                 async with uow(factory) as session:
-                    current = await service.load(session, caller=caller, name=name, lock="share")
-                    if current.version != version:
-                        raise TablehouseError(f"the dataset {name} changed during the import")
-                    writer = Writer(session, self.layout, on_conflict)  # per session: staging
-                    return await writer.write(records, numbers)
+                    return await service.write_batch(
+                        session,
+                        caller=caller,
+                        target=target,
+                        records=records,
+                        rows=numbers,
+                        on_conflict=on_conflict,
+                    )
 
+            done = self.state.rows_committed + self.state.rows_rejected
+            self.row = done  # rows before are read again, neither converted nor counted
             with self.file.open("rb") as handle, self._rejects() as rejects:
-                rows, convert = self._pending_rows(handle)
-                await self._stream((convert(raw) for raw in rows), rejects, write, batch_size)
-        except csv.Error as exc:
+                runs = service.read_file(target, self._chunks(handle), self.state.format, skip=done)
+                await self._stream(runs, rejects, write, batch_size)
+        except TablehouseError as exc:
+            if exc.code not in ("invalid_csv", "invalid_encoding"):
+                raise
             raise TablehouseError(
-                f"{self.file}: bad CSV near row {self.row + 1:,}: {exc}"
+                f"{self.file}: {exc.message}, near row {self.row + 1:,}"
             ) from None
-        except UnicodeDecodeError:
-            raise TablehouseError(f"{self.file}: not UTF-8 near row {self.row + 1:,}") from None
         except DBAPIError as exc:
             raise TablehouseError(f"database error: {str(exc.orig).splitlines()[0]}") from None
         finally:
@@ -220,44 +220,17 @@ class _Import:
             return handle
         return self.rejects_path.open("wb")
 
-    def _lines(self, handle: BinaryIO) -> Iterator[str]:
-        for raw in handle:  # bytes, so the progress bar can count them exactly
-            self.bytes_read += len(raw)
-            yield raw.decode("utf-8").removeprefix("\ufeff")
-
-    def _pending_rows(self, handle: BinaryIO) -> tuple[Iterator[Any], Callable[[Any], Converted]]:
-        """The raw rows not processed yet (those before are counted, not converted)."""
-        lines = self._lines(handle)
-        convert: Callable[[Any], Converted] = self._from_json
-        rows: Iterator[Any]
-        if self.state.format == "ndjson":
-            rows = (line.rstrip("\r\n") for line in lines if line.strip())
-        else:
-            rows = (cells for cells in csv.reader(lines) if cells)
-            header = next(rows, None)
-            if header is None:
-                return iter(()), convert
-            reader = self.layout.text_reader(header)  # unknown or repeated fields: refused
-
-            def convert(cells: list[str]) -> Converted:
-                data = dict(zip(header, cells, strict=True)) if len(cells) == len(header) else cells
-                return *reader.convert(cells), data
-
-        for _ in itertools.islice(rows, self.state.rows_committed + self.state.rows_rejected):
-            self.row += 1
-        return rows, convert
-
-    def _from_json(self, line: str) -> Converted:
-        from tablehouse.rows.values import json_text
-
-        try:
-            data = json_text(line)  # integers kept exact, so one beyond 64 bits is refused
-        except ValueError as exc:
-            return None, [(None, f"not valid JSON: {exc}")], line
-        return *self.layout.from_mapping(data), data
+    async def _chunks(self, handle: BinaryIO) -> AsyncIterator[bytes]:
+        while chunk := handle.read(READ_BYTES):  # bytes, so the progress bar counts them exactly
+            self.bytes_read += len(chunk)
+            yield chunk
 
     async def _stream(
-        self, converted: Iterator[Converted], rejects: BinaryIO, write: Write, batch_size: int
+        self,
+        runs: AsyncIterator[list[FileRow]],
+        rejects: BinaryIO,
+        write: Write,
+        batch_size: int,
     ) -> None:
         bar = _progress_bar(self.console)
         records: list[Record] = []
@@ -265,25 +238,27 @@ class _Import:
         with bar:
             total, done = self.state.file_size, self.bytes_read  # rows/s and ETA: this run's
             task = bar.add_task(self.file.name, total=total, completed=done, rows=0)
-            for record, problems, data in converted:
-                self.row += 1
-                self.this_run += 1
-                if record is None:
-                    self._reject(rejects, problems, data)
-                else:
-                    records.append(record)
-                    numbers.append(self.row)
-                if len(records) >= batch_size:
-                    self._commit(await write(records, numbers), len(records), rejects)
-                    records, numbers = [], []
-                if self.this_run % 1000 == 0:
-                    bar.update(task, completed=self.bytes_read, rows=self.this_run)
+            async for run in runs:
+                for record, problems, data in run:
+                    self.row += 1
+                    self.this_run += 1
+                    if record is None:
+                        self._reject(rejects, problems, data)
+                    else:
+                        records.append(record)
+                        numbers.append(self.row)
+                    if len(records) >= batch_size:
+                        self._commit(await write(records, numbers), len(records), rejects)
+                        records, numbers = [], []
+                bar.update(task, completed=self.bytes_read, rows=self.this_run)
             if records:
                 self._commit(await write(records, numbers), len(records), rejects)
             bar.update(task, completed=self.bytes_read, rows=self.this_run)
         self.state.rows_rejected = self.rejected
 
-    def _reject(self, rejects: BinaryIO, problems: Sequence[Problem], data: Any) -> None:
+    def _reject(
+        self, rejects: BinaryIO, problems: Sequence[tuple[str | None, str]], data: Any
+    ) -> None:
         self.rejected += 1
         self.problems += len(problems)
         for field, message in problems:

@@ -17,9 +17,8 @@ from tablehouse.cli.common import fail, in_unit_of_work, settings_or_exit
 from tablehouse.errors import InvalidInput, TablehouseError
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncSession
-
     from tablehouse.auth.principal import Principal
+    from tablehouse.core.database import ReadSession, WriteSession
 
 T = TypeVar("T")
 app = typer.Typer(help="List, show and create datasets.", no_args_is_help=True)
@@ -28,7 +27,7 @@ OwnerOption = Annotated[
 ]
 
 
-async def _as_owner(session: AsyncSession, email: str) -> Principal:
+async def _as_owner(session: ReadSession, email: str) -> Principal:
     from tablehouse.auth import repository
     from tablehouse.auth.accounts import normalise_email
     from tablehouse.auth.principal import ALL_SCOPES, Principal
@@ -39,7 +38,7 @@ async def _as_owner(session: AsyncSession, email: str) -> Principal:
     return Principal(user=user, scopes=ALL_SCOPES)
 
 
-def _run(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+def _run(work: Callable[[WriteSession], Awaitable[T]]) -> T:
     settings = settings_or_exit()
     try:
         return asyncio.run(in_unit_of_work(settings, work))
@@ -56,19 +55,19 @@ def list_schemas(owner: OwnerOption) -> None:
     """The owner's datasets with their row counts."""
     from tablehouse.datasets import service
 
-    async def work(session: AsyncSession) -> Table:
+    async def work(session: WriteSession) -> Table:
         caller = await _as_owner(session, owner)
         counted, total = await service.page(session, caller=caller, limit=10_000, offset=0)
         table = Table(title=f"{total} datasets of {owner}")
         for column in ("name", "version", "fields", "rows", "description"):
             table.add_column(column)
-        for schema, rows in counted:
+        for dataset, rows in counted:
             table.add_row(
-                schema.name,
-                str(schema.version),
-                str(len(schema.fields)),
+                dataset.name,
+                str(dataset.version),
+                str(len(dataset.fields)),
                 str(rows),
-                schema.description or "",
+                dataset.description or "",
             )
         return table
 
@@ -84,10 +83,10 @@ def show(
     from tablehouse.datasets import service
     from tablehouse.datasets.schemas import SchemaRead
 
-    async def work(session: AsyncSession) -> str:
-        schema = await service.load(session, caller=await _as_owner(session, owner), name=name)
-        read = SchemaRead.model_validate(schema).model_copy(
-            update={"row_count": await service.row_count(session, schema)}
+    async def work(session: WriteSession) -> str:
+        dataset = await service.load(session, caller=await _as_owner(session, owner), name=name)
+        read = SchemaRead.model_validate(dataset).model_copy(
+            update={"row_count": await service.row_count(session, dataset)}
         )
         return read.model_dump_json(indent=2)
 
@@ -120,15 +119,15 @@ def create(
         ) from None
     settings = settings_or_exit()
 
-    async def work(session: AsyncSession) -> str:
+    async def work(session: WriteSession) -> str:
         caller = await _as_owner(session, owner)
-        schema = await service.create(
+        dataset = await service.create(
             session,
             owner_id=caller.user.id,
             spec=spec,
             max_fields=settings.max_schema_fields,
             query_role=settings.query_database_role,
         )
-        return f"created dataset {schema.name} ({len(schema.fields)} fields)"
+        return f"created dataset {dataset.name} ({len(dataset.fields)} fields)"
 
     typer.echo(_run(work))

@@ -13,7 +13,11 @@ from sqlalchemy.orm import Mapped, mapped_column
 from tablehouse.core.models import Base, TimestampMixin, UUIDPrimaryKey, utc_now
 
 
-class Schema(UUIDPrimaryKey, TimestampMixin, Base):
+class Dataset(UUIDPrimaryKey, TimestampMixin, Base):
+    """A dataset in the catalog: its name, fields and version; its rows are in ``table_name``.
+    (The table is "schemas", as the URL is /schemas: what a client defines is a dataset's schema.)
+    """
+
     __tablename__ = "schemas"
     __table_args__ = (UniqueConstraint("owner_id", "name"),)
 
@@ -28,7 +32,9 @@ class Schema(UUIDPrimaryKey, TimestampMixin, Base):
     fields: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
 
 
-class SchemaVersion(UUIDPrimaryKey, Base):
+class DatasetVersion(UUIDPrimaryKey, Base):
+    """One version of a dataset's fields and the change that made it."""
+
     __tablename__ = "schema_versions"
     __table_args__ = (UniqueConstraint("schema_id", "number"),)
 

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Query, status
+from fastapi import APIRouter, Body, status
 
 from tablehouse.api.dependencies import ReadSessionDep, RuntimeDep, WriteSessionDep
 from tablehouse.api.pagination import Limit, Offset, Page
@@ -13,7 +12,8 @@ from tablehouse.api.paths import API_PREFIX
 from tablehouse.api.responses import AUTHENTICATED, WITH_BODY, errors
 from tablehouse.auth.dependencies import ReadAccess, WriteAccess
 from tablehouse.datasets import service
-from tablehouse.datasets.models import Schema
+from tablehouse.datasets.dependencies import DatasetDep, LockedDatasetDep
+from tablehouse.datasets.models import Dataset
 from tablehouse.datasets.schemas import (
     SchemaCreate,
     SchemaRead,
@@ -25,11 +25,10 @@ from tablehouse.datasets.schemas import (
 router = APIRouter(prefix=f"{API_PREFIX}/schemas", tags=["schemas"], responses=AUTHENTICATED)
 
 NAMED = errors(404)
-OwnerQuery = Annotated[uuid.UUID | None, Query(description="Admins: act on another user's dataset")]
 
 
-def _read(schema: Schema, row_count: int) -> SchemaRead:
-    return SchemaRead.model_validate(schema).model_copy(update={"row_count": row_count})
+def _read(dataset: Dataset, row_count: int) -> SchemaRead:
+    return SchemaRead.model_validate(dataset).model_copy(update={"row_count": row_count})
 
 
 @router.post(
@@ -81,11 +80,8 @@ async def validate_schema(
 
 
 @router.get("/{name}", summary="One dataset with its current version and fields", responses=NAMED)
-async def read_schema(
-    name: str, caller: ReadAccess, session: ReadSessionDep, owner: OwnerQuery = None
-) -> SchemaRead:
-    schema = await service.load(session, caller=caller, name=name, owner_id=owner)
-    return _read(schema, await service.row_count(session, schema))
+async def read_schema(dataset: DatasetDep, session: ReadSessionDep) -> SchemaRead:
+    return _read(dataset, await service.row_count(session, dataset))
 
 
 @router.patch(
@@ -94,17 +90,15 @@ async def read_schema(
     responses={**NAMED, **WITH_BODY, **errors(409)},
 )
 async def update_schema(
-    name: str,
     body: SchemaUpdate,
+    dataset: LockedDatasetDep,
     caller: WriteAccess,
     session: WriteSessionDep,
     runtime: RuntimeDep,
-    owner: OwnerQuery = None,
 ) -> SchemaRead:
-    schema = await service.load(session, caller=caller, name=name, owner_id=owner, lock="update")
     updated = await service.update(
         session,
-        schema=schema,
+        dataset=dataset,
         author_id=caller.user.id,
         request=body,
         max_fields=runtime.settings.max_schema_fields,
@@ -118,18 +112,12 @@ async def update_schema(
     summary="Drop the dataset and its table",
     responses=NAMED,
 )
-async def delete_schema(
-    name: str, caller: WriteAccess, session: WriteSessionDep, owner: OwnerQuery = None
-) -> None:
-    schema = await service.load(session, caller=caller, name=name, owner_id=owner, lock="update")
-    await service.delete(session, schema=schema)
+async def delete_schema(dataset: LockedDatasetDep, session: WriteSessionDep) -> None:
+    await service.delete(session, dataset=dataset)
 
 
 @router.get(
     "/{name}/versions", summary="Every version and the change that made it", responses=NAMED
 )
-async def list_versions(
-    name: str, caller: ReadAccess, session: ReadSessionDep, owner: OwnerQuery = None
-) -> list[SchemaVersionRead]:
-    schema = await service.load(session, caller=caller, name=name, owner_id=owner)
-    return [SchemaVersionRead.model_validate(v) for v in await service.versions(session, schema)]
+async def list_versions(dataset: DatasetDep, session: ReadSessionDep) -> list[SchemaVersionRead]:
+    return [SchemaVersionRead.model_validate(v) for v in await service.versions(session, dataset)]

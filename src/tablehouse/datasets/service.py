@@ -1,21 +1,21 @@
-"""Dataset rules: define, evolve and drop a schema together with its table."""
+"""Dataset rules: define, evolve and drop a dataset together with its table."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Sequence
+from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError, IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from tablehouse.auth.principal import Principal
 from tablehouse.core import query_roles
+from tablehouse.core.database import Backend, ReadSession, WriteSession, backend_of
 from tablehouse.core.query_roles import owner_role
 from tablehouse.datasets import ddl, repository
-from tablehouse.datasets.models import Schema, SchemaVersion, physical_table_name
+from tablehouse.datasets.models import Dataset, DatasetVersion, physical_table_name
 from tablehouse.datasets.schemas import (
     AddField,
     Change,
@@ -30,7 +30,6 @@ from tablehouse.datasets.schemas import (
 from tablehouse.errors import Conflict, InvalidInput, Location, NotFound
 
 ProblemList = list[tuple[Location, str, str]]
-T = TypeVar("T")
 
 
 def definition_problems(spec: SchemaCreate, *, max_fields: int) -> ProblemList:
@@ -64,7 +63,7 @@ def _duplicate_names(fields: Sequence[FieldSpec], where: Location) -> ProblemLis
 
 
 async def validate(
-    session: AsyncSession, *, owner_id: uuid.UUID, body: Any, max_fields: int
+    session: ReadSession, *, owner_id: uuid.UUID, body: Any, max_fields: int
 ) -> ValidationReport:
     """What creating ``body`` would do, or why it would be refused; nothing is written."""
     try:
@@ -89,13 +88,13 @@ async def validate(
 
 
 async def create(
-    session: AsyncSession,
+    session: WriteSession,
     *,
     owner_id: uuid.UUID,
     spec: SchemaCreate,
     max_fields: int,
     query_role: str | None = None,
-) -> Schema:
+) -> Dataset:
     """Record the dataset and make its table; ``query_role`` is QUERY_DATABASE_ROLE, whose
     owner role (``query_roles.owner_role``) is allowed to read the new table."""
     problems = definition_problems(spec, max_fields=max_fields)
@@ -105,7 +104,7 @@ async def create(
         raise _taken(spec.name)
     schema_id = uuid.uuid4()
     fields = [field.model_dump() for field in spec.fields]
-    schema = Schema(
+    dataset = Dataset(
         id=schema_id,
         owner_id=owner_id,
         name=spec.name,
@@ -117,20 +116,20 @@ async def create(
     try:
         # The catalog row first: a concurrent create of the same name fails here, on the
         # unique constraint, before it has made a table.
-        await repository.add(session, schema)
+        await repository.add(session, dataset)
     except IntegrityError:
         raise _taken(spec.name) from None
     statements = await session.run_sync(
         lambda sync: ddl.create(
             sync.connection(),
-            schema.table_name,
+            dataset.table_name,
             spec.fields,
             reader_role=None if query_role is None else owner_role(query_role, owner_id),
         )
     )
     await repository.add(
         session,
-        SchemaVersion(
+        DatasetVersion(
             schema_id=schema_id,
             number=1,
             fields=fields,
@@ -139,41 +138,13 @@ async def create(
             author_id=owner_id,
         ),
     )
-    return schema
+    return dataset
 
 
 # A dataset dropped or changed while a reader held its old definition: the reader's
 # statement names a table or column that is gone (PostgreSQL: undefined_table, _column).
 _CHANGED_MEANWHILE = frozenset({"42P01", "42703"})
 _SQLITE_CHANGED_MEANWHILE = ("no such table", "no such column")
-
-
-async def read(
-    session: AsyncSession,
-    *,
-    caller: Principal,
-    name: str,
-    owner_id: uuid.UUID | None,
-    reader: Callable[[Schema], Awaitable[T]],
-) -> T:
-    """``reader`` run on the caller's dataset ``name``, its catalog row read without a lock.
-
-    A read-only request does not lock the catalog row as writes do: on PostgreSQL that lock
-    would cost each read a transaction id, a row lock and a WAL flush at its end. A dataset
-    dropped or changed between the catalog read and ``reader``'s statement makes that
-    statement name a table or column that is gone, once the change has committed (the
-    statement waits for its lock); then the catalog is read again, once: the reader sees the
-    dataset as it is now, or 404 if it was dropped.
-    """
-    schema = await load(session, caller=caller, name=name, owner_id=owner_id)
-    try:
-        return await reader(schema)
-    except DBAPIError as exc:
-        if not changed_meanwhile(exc):
-            raise
-    await session.rollback()  # also forgets the stale catalog row
-    schema = await load(session, caller=caller, name=name, owner_id=owner_id)
-    return await reader(schema)
 
 
 def changed_meanwhile(error: DBAPIError) -> bool:
@@ -194,60 +165,75 @@ def _taken(name: str) -> Conflict:
 
 
 async def load(
-    session: AsyncSession,
+    session: ReadSession, *, caller: Principal, name: str, owner_id: uuid.UUID | None = None
+) -> Dataset:
+    """The caller's dataset ``name`` (an admin may name another owner); otherwise 404. Its
+    catalog row is read without a lock (see ``changed_meanwhile`` for a reader that finds
+    the dataset changed or gone by the time it reads the table)."""
+    owner = owner_of(caller, owner_id)
+    dataset = None
+    if caller.may_use_dataset(name):
+        dataset = await repository.by_name(session, owner, name)
+    return _found(dataset, name)
+
+
+async def load_locked(
+    session: WriteSession,
     *,
     caller: Principal,
     name: str,
     owner_id: uuid.UUID | None = None,
-    lock: repository.Lock = None,
-) -> Schema:
-    """The caller's dataset ``name`` (an admin may name another owner); otherwise 404.
-
-    ``lock`` (see ``repository.by_name``) holds it until the unit of work ends.
-    """
+    lock: repository.Lock,
+) -> Dataset:
+    """As ``load``, with the catalog row locked until the unit of work ends (see
+    ``repository.locked_by_name``): "share" to write rows, "update" to change or drop it."""
     owner = owner_of(caller, owner_id)
-    schema = None
+    dataset = None
     if caller.may_use_dataset(name):
-        schema = await repository.by_name(session, owner, name, lock=lock)
-    if schema is None:
+        dataset = await repository.locked_by_name(session, owner, name, lock=lock)
+    return _found(dataset, name)
+
+
+def _found(dataset: Dataset | None, name: str) -> Dataset:
+    if dataset is None:
         raise NotFound(f"no dataset named '{name}'", code="schema_not_found")
-    return schema
+    return dataset
 
 
 async def page(
-    session: AsyncSession, *, caller: Principal, limit: int, offset: int
-) -> tuple[list[tuple[Schema, int]], int]:
+    session: ReadSession, *, caller: Principal, limit: int, offset: int
+) -> tuple[list[tuple[Dataset, int]], int]:
     # The key's restriction is part of the query, so the page and its total agree.
-    schemas, total = await repository.page(
+    found, total = await repository.page(
         session, caller.user.id, limit=limit, offset=offset, only=caller.datasets
     )
     counted = [
-        (schema, await repository.row_count(session, schema.table_name)) for schema in schemas
+        (dataset, await repository.row_count(session, dataset.table_name)) for dataset in found
     ]
     return counted, total
 
 
-async def row_count(session: AsyncSession, schema: Schema) -> int:
-    return await repository.row_count(session, schema.table_name)
+async def row_count(session: ReadSession, dataset: Dataset) -> int:
+    return await repository.row_count(session, dataset.table_name)
 
 
 async def update(
-    session: AsyncSession,
+    session: WriteSession,
     *,
-    schema: Schema,
+    dataset: Dataset,
     author_id: uuid.UUID,
     request: SchemaUpdate,
     max_fields: int,
-) -> Schema:
-    fields = [FieldSpec.model_validate(field) for field in schema.fields]
+) -> Dataset:
+    fields = [FieldSpec.model_validate(field) for field in dataset.fields]
     new_fields = planned_fields(fields, request.changes, max_fields=max_fields)
-    await _ensure_existing_rows_allow(session, schema, request.changes)
+    await _ensure_existing_rows_allow(session, dataset, request.changes)
     statements: list[str] = []
     if request.changes:
         try:
             statements = await session.run_sync(
                 lambda sync: ddl.apply(
-                    sync.connection(), schema.table_name, fields, request.changes
+                    sync.connection(), dataset.table_name, fields, request.changes
                 )
             )
         except (IntegrityError, DBAPIError) as exc:
@@ -256,21 +242,21 @@ async def update(
                 code="change_conflicts_with_rows",
             ) from None
     if request.description is not None:
-        schema.description = request.description
-    schema.version += 1
-    schema.fields = [field.model_dump() for field in new_fields]
+        dataset.description = request.description
+    dataset.version += 1
+    dataset.fields = [field.model_dump() for field in new_fields]
     await repository.add(
         session,
-        SchemaVersion(
-            schema_id=schema.id,
-            number=schema.version,
-            fields=schema.fields,
+        DatasetVersion(
+            schema_id=dataset.id,
+            number=dataset.version,
+            fields=dataset.fields,
             change=request.model_dump(exclude_none=True),
             ddl=";\n".join(statements),
             author_id=author_id,
         ),
     )
-    return schema
+    return dataset
 
 
 def planned_fields(
@@ -325,7 +311,7 @@ def _apply_change(fields: list[FieldSpec], change: Change) -> tuple[str, str, st
 
 
 async def _ensure_existing_rows_allow(
-    session: AsyncSession, schema: Schema, changes: Sequence[Change]
+    session: WriteSession, dataset: Dataset, changes: Sequence[Change]
 ) -> None:
     required = [
         change.field.name
@@ -336,7 +322,7 @@ async def _ensure_existing_rows_allow(
     ]
     if not required:
         return
-    rows = await repository.row_count(session, schema.table_name)
+    rows = await repository.row_count(session, dataset.table_name)
     if rows:
         raise Conflict(
             f"'{required[0]}' is required but has no default, and the table has {rows} rows: "
@@ -345,14 +331,14 @@ async def _ensure_existing_rows_allow(
         )
 
 
-async def delete(session: AsyncSession, *, schema: Schema) -> None:
-    table_name = schema.table_name
-    await session.delete(schema)
+async def delete(session: WriteSession, *, dataset: Dataset) -> None:
+    table_name = dataset.table_name
+    await session.delete(dataset)
     await session.flush()
     await session.run_sync(lambda sync: ddl.drop(sync.connection(), table_name))
 
 
-async def grant_owner_roles(session: AsyncSession, *, query_role: str) -> int:
+async def grant_owner_roles(session: WriteSession, *, query_role: str) -> int:
     """Make each owner's query role if missing and grant it that owner's tables, again, and
     take them from the shared role (``query_role``): the repair after a restore into a
     cluster that lacks the roles, or after a rolling upgrade in which processes of the
@@ -361,7 +347,7 @@ async def grant_owner_roles(session: AsyncSession, *, query_role: str) -> int:
     tables = await repository.owners_tables(session)
 
     def grant(connection: Connection) -> int:
-        if connection.dialect.name != "postgresql":
+        if backend_of(connection) != Backend.POSTGRESQL:
             return 0
         for owner_id in {owner_id for owner_id, _ in tables}:
             query_roles.ensure(connection, owner_role(query_role, owner_id))
@@ -373,5 +359,5 @@ async def grant_owner_roles(session: AsyncSession, *, query_role: str) -> int:
     return await session.run_sync(lambda sync: grant(sync.connection()))
 
 
-async def versions(session: AsyncSession, schema: Schema) -> list[SchemaVersion]:
-    return await repository.versions(session, schema.id)
+async def versions(session: ReadSession, dataset: Dataset) -> list[DatasetVersion]:
+    return await repository.versions(session, dataset.id)

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tablehouse.core.database import READS_ONLY, ReadSession
 from tablehouse.core.query_roles import owner_role_pattern
-from tablehouse.datasets.models import Schema
+from tablehouse.datasets.models import Dataset
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,10 +36,10 @@ class Source:
 # A Core statement built once: every query asks it, on the session's connection, skipping
 # the ORM.
 _DATASETS_NAMED = select(
-    Schema.name, Schema.id, Schema.version, Schema.table_name, Schema.fields
+    Dataset.name, Dataset.id, Dataset.version, Dataset.table_name, Dataset.fields
 ).where(
-    Schema.owner_id == bindparam("owner_id"),
-    func.lower(Schema.name).in_(bindparam("names", expanding=True)),
+    Dataset.owner_id == bindparam("owner_id"),
+    func.lower(Dataset.name).in_(bindparam("names", expanding=True)),
 )
 
 

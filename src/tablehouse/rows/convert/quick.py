@@ -12,8 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from tablehouse.core.database import Backend
 from tablehouse.datasets.schemas import FieldSpec
-from tablehouse.rows.values import InvalidValue, fast_text_converter
+from tablehouse.rows.convert.values import InvalidValue, fast_text_converter
 
 RowConverter = Callable[[Sequence[str]], tuple[Any, ...]]
 
@@ -27,7 +28,7 @@ def compile_text_row(
     positions: Mapping[str, int],
     missing: Callable[[FieldSpec], Any],
     *,
-    storing_in: str | None = None,
+    storing_in: Backend | None = None,
 ) -> RowConverter:
     namespace: dict[str, Any] = {"required": _required}
     parts: list[str] = []

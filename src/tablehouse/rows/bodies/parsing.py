@@ -28,7 +28,7 @@ from tablehouse.errors import (
     UnsupportedContentEncoding,
     UnsupportedMediaType,
 )
-from tablehouse.rows.values import json_text, may_hold_big_integers
+from tablehouse.rows.convert.values import json_text, may_hold_big_integers
 
 FORMATS = {
     "application/json": "json",
@@ -40,10 +40,12 @@ FORMATS = {
 
 
 class NotJson:
-    """Marks an NDJSON line that is not valid JSON, so the row can be reported."""
+    """Marks an NDJSON line that is not valid JSON, so the row can be reported (with the
+    line itself, where the report quotes it)."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, line: str) -> None:
         self.reason = reason
+        self.line = line
 
 
 def body_format(content_type: str | None) -> str:
@@ -287,14 +289,14 @@ def _json_line(line: str) -> Any:
     try:
         return orjson.loads(line)
     except orjson.JSONDecodeError as exc:
-        return NotJson(str(exc))
+        return NotJson(str(exc), line)
 
 
 def _exact_json_line(line: str) -> Any:
     try:
         return json_text(line)
     except ValueError as exc:
-        return NotJson(str(exc))
+        return NotJson(str(exc), line)
 
 
 async def ndjson_rows(chunks: AsyncIterator[bytes]) -> AsyncIterator[list[Any]]:

@@ -14,11 +14,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_
-
 from tablehouse.errors import InvalidInput, Location
-from tablehouse.rows.layout import Layout
-from tablehouse.rows.values import InvalidValue
+from tablehouse.rows.convert.layout import Layout
+from tablehouse.rows.convert.values import InvalidValue
 
 SEPARATOR = ","
 ESCAPE = "\\"
@@ -73,15 +71,6 @@ def values(layout: Layout, text: str) -> list[Any]:
     if problems:
         raise InvalidInput.of(problems)
     return converted
-
-
-def matches(layout: Layout, key_values: Sequence[Any]) -> ColumnElement[bool]:
-    """Exactly one row: every key field equals its value (never fewer conditions)."""
-    if len(key_values) != len(layout.key) or not layout.key:
-        raise AssertionError("a row is named by all of its key fields")
-    return and_(
-        *(layout.table.c[name] == value for name, value in zip(layout.key, key_values, strict=True))
-    )
 
 
 def _invalid(message: str) -> InvalidInput:

@@ -18,16 +18,16 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, false, func, or_, true
 from sqlalchemy.sql.elements import ColumnClause
 
-from tablehouse.datasets.names import NAME
+from tablehouse.core.database import Backend
 from tablehouse.datasets.schemas import FieldSpec
 from tablehouse.errors import InvalidInput, Location
-from tablehouse.rows.layout import Layout
-from tablehouse.rows.values import Converter, InvalidValue, converter
+from tablehouse.rows.convert.layout import Layout
+from tablehouse.rows.convert.values import Converter, InvalidValue, converter
+from tablehouse.rows.schemas import IS_VALUES, MAX_LIST_ITEMS, OPERATORS
 
 RESERVED = ("order", "select", "limit", "cursor", "count", "owner")
 FILTER = "filter"  # filter=field.op.value, any number of times
 FILTER_PREFIX = "filter."
-MAX_LIST_ITEMS = 1000
 LIKE_ESCAPE = "\\"
 Column = ColumnClause[Any]
 Condition = ColumnElement[bool]
@@ -40,19 +40,7 @@ _COMPARISONS: dict[str, Callable[[Column, Any], Condition]] = {
     "gt": lambda column, value: column > value,
     "gte": lambda column, value: column >= value,
 }
-OPERATORS = (*_COMPARISONS, "like", "ilike", "in", "is")
-IS_VALUES = ("null", "not_null", "true", "false")
-# What parse_filters and parse_list take, for the OpenAPI document: a field name, then an
-# operator and a value of the shape the operator needs. Whether the field exists, and whether
-# the operator and value suit its type, the dataset decides.
-_LIST_ITEM = r'(?:"(?:\\[\s\S]|[^"\\])*"|[^,"][^,]*|)'
-_LIST = rf"\((?:{_LIST_ITEM}(?:,{_LIST_ITEM}){{0,{MAX_LIST_ITEMS - 1}}})?\)"
-_OPERATION = (
-    rf"(?:(?:{'|'.join((*_COMPARISONS, 'like', 'ilike'))})\.[\s\S]*"
-    rf"|in\.{_LIST}|is\.(?:{'|'.join(IS_VALUES)}))"
-)
-FILTER_PATTERN = rf"^{NAME}\.{_OPERATION}$"
-_JSON_TYPE_OF = {"postgresql": func.jsonb_typeof, "sqlite": func.json_type}
+_JSON_TYPE_OF = {Backend.POSTGRESQL: func.jsonb_typeof, Backend.SQLITE: func.json_type}
 
 
 class FilterError(ValueError):
@@ -69,7 +57,7 @@ class Filter:
 
 
 def parse_filters(
-    layout: Layout, params: Sequence[tuple[str, str]], *, backend: str
+    layout: Layout, params: Sequence[tuple[str, str]], *, backend: Backend
 ) -> list[Filter]:
     """Every filter in ``params`` (reserved names skipped), or InvalidInput naming each problem."""
     problems = _repeated(params)
@@ -127,7 +115,7 @@ def _not_a_field(name: str, layout: Layout) -> str:
     return f"'{name}' is not a field of this dataset; fields: {', '.join(layout.names)}"
 
 
-def _condition(spec: FieldSpec, column: Column, text: str, backend: str) -> Condition:
+def _condition(spec: FieldSpec, column: Column, text: str, backend: Backend) -> Condition:
     op, dot, value = text.partition(".")
     if not dot:
         raise FilterError(
@@ -164,7 +152,7 @@ def _convert(convert: Converter, value: str) -> Any:
         raise FilterError(str(exc), "invalid_value") from None
 
 
-def _is(spec: FieldSpec, column: Column, value: str, backend: str) -> Condition:
+def _is(spec: FieldSpec, column: Column, value: str, backend: Backend) -> Condition:
     if value in ("true", "false"):
         if spec.type != "boolean":
             raise FilterError(f"is.{value} applies to boolean fields only", "bad_operator")
@@ -176,14 +164,14 @@ def _is(spec: FieldSpec, column: Column, value: str, backend: str) -> Condition:
     raise FilterError(f"is takes one of {', '.join(IS_VALUES)}, not '{value}'", "invalid_value")
 
 
-def _is_null(spec: FieldSpec, column: Column, backend: str) -> Condition:
+def _is_null(spec: FieldSpec, column: Column, backend: Backend) -> Condition:
     if spec.type != "json":
         return column.is_(None)
     # A JSON field may hold SQL NULL or the JSON value null; both read back as null.
     return or_(column.is_(None), _JSON_TYPE_OF[backend](column) == "null")
 
 
-def _like(spec: FieldSpec, column: Column, op: str, value: str, backend: str) -> Condition:
+def _like(spec: FieldSpec, column: Column, op: str, value: str, backend: Backend) -> Condition:
     if spec.type != "string":
         raise FilterError(f"{op} applies to string fields only", "bad_operator")
     if "\x00" in value:
@@ -191,7 +179,7 @@ def _like(spec: FieldSpec, column: Column, op: str, value: str, backend: str) ->
     tokens = pattern_tokens(value)
     if op == "ilike":
         return column.ilike(like_pattern(tokens), escape=LIKE_ESCAPE)
-    if backend == "sqlite":
+    if backend == Backend.SQLITE:
         # SQLite's LIKE ignores the case of ASCII letters; GLOB is case-sensitive.
         return column.op("GLOB", is_comparison=True)(glob_pattern(tokens))
     return column.like(like_pattern(tokens), escape=LIKE_ESCAPE)

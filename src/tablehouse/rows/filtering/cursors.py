@@ -18,10 +18,10 @@ from typing import Any
 import orjson
 
 from tablehouse.errors import BadRequest
-from tablehouse.rows.layout import Layout
-from tablehouse.rows.ordering import SortKey
-from tablehouse.rows.rendering import json_value
-from tablehouse.rows.values import InvalidValue
+from tablehouse.rows.convert.layout import Layout
+from tablehouse.rows.convert.rendering import json_value
+from tablehouse.rows.convert.values import InvalidValue
+from tablehouse.rows.filtering.ordering import SortKey
 
 
 def fingerprint(

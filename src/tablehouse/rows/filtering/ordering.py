@@ -13,16 +13,9 @@ from typing import Any
 from sqlalchemy import ColumnElement, Table, and_, false, or_
 from sqlalchemy.sql.elements import UnaryExpression
 
-from tablehouse.datasets.names import NAME
 from tablehouse.errors import InvalidInput
-from tablehouse.rows.layout import Layout
-
-DIRECTIONS = ("asc", "desc")
-# The shapes parse_order and parse_select read, for the OpenAPI document; which names
-# exist is the dataset's schema, checked when the listing is read.
-_ORDER_ITEM = rf"{NAME}(\.({'|'.join(DIRECTIONS)}))?"
-ORDER_PATTERN = rf"^{_ORDER_ITEM}(,{_ORDER_ITEM})*$"
-SELECT_PATTERN = rf"^{NAME}(,{NAME})*$"
+from tablehouse.rows.convert.layout import Layout
+from tablehouse.rows.schemas import DIRECTIONS
 
 
 @dataclass(frozen=True)

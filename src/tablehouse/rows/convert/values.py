@@ -22,6 +22,7 @@ from typing import Any
 
 import orjson
 
+from tablehouse.core.database import Backend
 from tablehouse.core.times import as_utc
 from tablehouse.datasets.schemas import FieldSpec
 
@@ -271,17 +272,17 @@ def _float_text_for_sqlite(value: str) -> float:
     return _without_negative_zero(_float_text(value))
 
 
-def fast_text_converter(spec: FieldSpec, *, storing_in: str | None = None) -> Converter:
+def fast_text_converter(spec: FieldSpec, *, storing_in: Backend | None = None) -> Converter:
     """A quicker converter for a non-empty text cell; any exception means "look closer"."""
     if spec.type == "integer":
         return _integer_text
     if spec.type == "float":
-        return _float_text_for_sqlite if storing_in == "sqlite" else _float_text
+        return _float_text_for_sqlite if storing_in == Backend.SQLITE else _float_text
     return converter(spec, from_text=True, storing_in=storing_in)
 
 
 def converter(
-    spec: FieldSpec, *, from_text: bool = False, storing_in: str | None = None
+    spec: FieldSpec, *, from_text: bool = False, storing_in: Backend | None = None
 ) -> Converter:
     """The function that checks and converts one value of ``spec`` (not None: see ``required``).
 
@@ -295,7 +296,7 @@ def converter(
         case "integer":
             return _integer
         case "float":
-            return _float_for_sqlite if storing_in == "sqlite" else _float
+            return _float_for_sqlite if storing_in == Backend.SQLITE else _float
         case "boolean":
             return _boolean
         case "datetime":
@@ -304,7 +305,7 @@ def converter(
             return _date
         case "uuid":
             return _uuid
-        case "json" if storing_in == "postgresql":
+        case "json" if storing_in == Backend.POSTGRESQL:
             return _json_text_for_postgresql if from_text else _json_for_postgresql
         case "json":
             return _json_text if from_text else _json

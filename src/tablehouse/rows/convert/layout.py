@@ -10,20 +10,22 @@ from functools import lru_cache
 from typing import Any
 
 import orjson
-from sqlalchemy import ColumnElement, Select, Table, and_, bindparam, select
+from sqlalchemy import Table
 
+from tablehouse.core.database import Backend
 from tablehouse.datasets import ddl
-from tablehouse.datasets.models import Schema
+from tablehouse.datasets.models import Dataset
 from tablehouse.datasets.schemas import FieldSpec
 from tablehouse.errors import InvalidInput
-from tablehouse.rows.quick import compile_text_row
-from tablehouse.rows.values import Converter, InvalidValue, converter
+from tablehouse.rows.convert.quick import compile_text_row
+from tablehouse.rows.convert.values import Converter, InvalidValue, converter
 
 # What a quick conversion may raise before the careful one explains the problem.
 _QUICK_FAILURES = (InvalidValue, ValueError, TypeError, OverflowError, KeyError)
 
 Problem = tuple[str | None, str]  # (field, message)
 Problems = Sequence[Problem]
+Record = tuple[Any, ...]  # one row's values in field order, ready to store
 # Shared by every good row: one list per row would be a million objects for the collector.
 NO_PROBLEMS: Problems = ()
 # Layouts kept per process, keyed by a dataset's table and fields (see Layout.of).
@@ -35,18 +37,13 @@ class Layout:
     fields: list[FieldSpec]
     table: Table
     # The backend (dialect name) converted values are stored in; None: only compared.
-    storing_in: str | None = None
+    storing_in: Backend | None = None
     names: list[str] = field(init=False)
     by_name: dict[str, FieldSpec] = field(init=False)
     key: list[str] = field(init=False)
     json_converters: list[Converter] = field(init=False)
     text_converters: list[Converter] = field(init=False)
     _json_plan: list[tuple[str, bool, Converter]] = field(init=False)
-    # SELECT of every field of the row whose key fields equal the parameters key_0, key_1...
-    by_key: Select[Any] | None = field(init=False)
-    # The same row outer-joined to the dataset's catalog row (parameter schema_id): its
-    # version first, then the fields (null when there is no such row); see records.read_one.
-    checked_by_key: Select[Any] | None = field(init=False)
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: computed once here
@@ -68,12 +65,9 @@ class Layout:
                 for f, c in zip(self.fields, self.json_converters, strict=True)
             ],
         )
-        matches = [self.table.c[name] == bindparam(f"key_{n}") for n, name in enumerate(self.key)]
-        set_(self, "by_key", select(self.table).where(and_(*matches)) if matches else None)
-        set_(self, "checked_by_key", _checked(self.table, matches) if matches else None)
 
     @classmethod
-    def of(cls, schema: Schema, *, storing_in: str | None = None) -> Layout:
+    def of(cls, schema: Dataset, *, storing_in: Backend | None = None) -> Layout:
         """The layout of ``schema`` as it is now. Shared by every request that sees the same
         table and fields (a layout is never changed once made): building one means
         validating every field, compiling converters and a table, so it is done once per
@@ -200,16 +194,7 @@ def _check_header(layout: Layout, names: Sequence[str]) -> None:
         )
 
 
-def _checked(table: Table, matches: list[ColumnElement[bool]]) -> Select[Any]:
-    catalog = Schema.__table__
-    return (
-        select(catalog.c.version, *table.c)
-        .select_from(catalog.outerjoin(table, and_(*matches)))
-        .where(catalog.c.id == bindparam("schema_id"))
-    )
-
-
 @lru_cache(maxsize=CACHED_LAYOUTS)
-def _layout(table_name: str, fields_json: bytes, storing_in: str | None) -> Layout:
+def _layout(table_name: str, fields_json: bytes, storing_in: Backend | None) -> Layout:
     fields = [FieldSpec.model_validate(f) for f in orjson.loads(fields_json)]
     return Layout(fields=fields, table=ddl.table(table_name, fields), storing_in=storing_in)
