@@ -354,6 +354,18 @@ def test_statement_of_only_comments_or_whitespace_is_empty(dialect: Backend, sql
 
 
 @pytest.mark.parametrize("dialect", DIALECTS)
+@pytest.mark.parametrize("sql", ["else", "  ELSE"])
+def test_a_keyword_that_starts_no_statement_is_a_syntax_error_not_a_crash(
+    dialect: Backend, sql: str
+) -> None:
+    """Found by the fuzzer: sqlglot parses a lone ELSE into no statement at all."""
+    error = refused(sql, dialect)
+    assert error.code == "syntax_error"
+    assert error.message == f"syntax error near '{sql.split()[0]}'"
+    assert (error.line, error.column) == (1, sql.index(sql.split()[0]) + 1)
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
 def test_syntax_error_points_at_the_offending_token(dialect: Backend) -> None:
     error = refused("SELECT a\n  FROM WHERE", dialect)
     assert error.code == "syntax_error"

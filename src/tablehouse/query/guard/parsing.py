@@ -82,12 +82,15 @@ def parse(sql: str, backend: Backend, clock: Clock | None = None) -> exp.Expr:
             column=column,
         )
     try:
-        tree = parser(dialect=dialect, clock=clock).parse(statements[0], sql)[0]
+        trees = parser(dialect=dialect, clock=clock).parse(statements[0], sql)
     except ParseError as error:
         raise _syntax_error(error) from None
-    if tree is None:
+    if not trees:  # tokens sqlglot reads as no statement at all, such as a lone ELSE
+        first = statements[0][0]
+        raise refused_at(sql, f"syntax error near '{first.text}'", "syntax_error", first.start)
+    if trees[0] is None:
         raise QueryRefused("the query is empty; send one SELECT statement", code="empty_query")
-    return tree
+    return trees[0]
 
 
 def _check_token_count(tokens: list[Token], budget: Budget | None) -> None:
