@@ -9,7 +9,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from tablehouse.api.dependencies import ReadSessionDep, RuntimeDep
 from tablehouse.api.responses import errors
-from tablehouse.auth.dependencies import Now, bearer, current_principal, holds_metrics_token
+from tablehouse.auth.dependencies import bearer, current_principal, holds_metrics_token
 from tablehouse.core.metrics import Metrics
 from tablehouse.errors import Forbidden
 
@@ -20,13 +20,12 @@ async def may_read_metrics(
     request: Request,
     session: ReadSessionDep,
     runtime: RuntimeDep,
-    now: Now,
     token: Annotated[str | None, Depends(bearer)],
 ) -> None:
     """The scraper's METRICS_TOKEN, or an administrator signed in with a password."""
     if holds_metrics_token(runtime.settings, token):
         return
-    caller = await current_principal(request, session, runtime, now, token)
+    caller = await current_principal(request, session, token)
     if not caller.is_admin or caller.session_id is None:
         raise Forbidden("metrics are for administrators or METRICS_TOKEN", code="admin_required")
 

@@ -14,7 +14,7 @@ from tablehouse.core.logging import configure_logging
 from tablehouse.errors import SettingsError
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncSession
+    from tablehouse.core.database import WriteSession
 
 T = TypeVar("T")
 
@@ -47,7 +47,7 @@ def command_log_level(settings: Settings) -> str:
     return "WARNING"
 
 
-async def in_unit_of_work(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+async def in_unit_of_work(settings: Settings, work: Callable[[WriteSession], Awaitable[T]]) -> T:
     """Run ``work`` in one unit of work on a short-lived engine, as the CLI's requests do."""
     from tablehouse.core.database import create_engine, create_session_factory, uow
 

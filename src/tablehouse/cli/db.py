@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
     from tablehouse.config import Settings
+    from tablehouse.core.database import WriteSession
 
 # Alembic and the database layer are imported inside the commands: a mistyped setting
 # should be reported at once, not after a second of imports.
@@ -201,11 +202,11 @@ def _init_analytics(settings: Settings) -> None:
 
 
 def _ensure_admin(settings: Settings, email: str, password: SecretStr) -> str:
-    from tablehouse.auth import accounts
-    from tablehouse.core.passwords import Passwords
+    from tablehouse.auth import service
+    from tablehouse.core.security.passwords import Passwords
 
-    async def work(session: AsyncSession) -> bool:
-        return await accounts.ensure_admin(
+    async def work(session: WriteSession) -> bool:
+        return await service.ensure_admin(
             session,
             passwords=Passwords(settings),
             email=email,

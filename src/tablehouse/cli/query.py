@@ -121,9 +121,7 @@ async def _answer(
 ) -> dict[str, Any]:
     from pydantic import ValidationError
 
-    from tablehouse.auth import repository
-    from tablehouse.auth.accounts import normalise_email
-    from tablehouse.auth.principal import ALL_SCOPES, Principal
+    from tablehouse.auth import service as auth_service
     from tablehouse.core.database import create_read_engine, create_read_session_factory, read_uow
     from tablehouse.core.limits import ConcurrencyLimit
     from tablehouse.query import service, statements
@@ -148,10 +146,10 @@ async def _answer(
     )
     try:
         async with read_uow(create_read_session_factory(reads)) as session:
-            user = await repository.user_by_email(session, normalise_email(email))
+            user = await auth_service.user_by_email(session, email)
             if user is None or not user.is_active:
                 raise TablehouseError(f"no active user with email {email}", code="unknown_user")
-            caller = Principal(user=user, scopes=ALL_SCOPES)
+            caller = auth_service.acting_as(user)
             document = await service.answer(session, caller=caller, request=request, target=target)
     finally:
         await queries.dispose()

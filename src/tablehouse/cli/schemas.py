@@ -29,14 +29,14 @@ OwnerOption = Annotated[
 
 
 async def _as_owner(session: AsyncSession, email: str) -> Principal:
-    from tablehouse.auth import repository
-    from tablehouse.auth.accounts import normalise_email
-    from tablehouse.auth.principal import ALL_SCOPES, Principal
+    from tablehouse.auth import service
+    from tablehouse.core.database import ReadSession
 
-    user = await repository.user_by_email(session, normalise_email(email))
+    assert isinstance(session, ReadSession)  # in_unit_of_work's
+    user = await service.user_by_email(session, email)
     if user is None:
         raise TablehouseError(f"no user with email {email}")
-    return Principal(user=user, scopes=ALL_SCOPES)
+    return service.acting_as(user)
 
 
 def _run(work: Callable[[AsyncSession], Awaitable[T]]) -> T:

@@ -1,0 +1,3 @@
+"""How the ``auth`` service checks and issues credentials: access tokens and API keys checked
+per request (``authentication``), login sessions opened and rotated (``sessions``), API keys
+made (``api_keys``), failed logins counted (``throttle``). Only ``auth.service`` imports it."""
