@@ -125,12 +125,11 @@ class TokenPair(BaseModel):
     expires_in: int = Field(description="Seconds until the access token expires")
 
 
+# A user's fields, declared once: the response body, the caller every authenticated request
+# knows (Principal.user), and the users columns the repository selects for it, by these names
+# (USER_FIELDS). A field added here and to the model is added everywhere; a name that is not a
+# column fails at import, not in a response. (A comment: a docstring would enter the document.)
 class UserRead(BaseModel):
-    """A user's fields, declared once: the response body, the caller every authenticated
-    request knows (``Principal.user``), and the ``users`` columns the repository selects for
-    it, by these names (``USER_FIELDS``). A field added here and to the model is added
-    everywhere; a name that is not a column fails at import, not in a response."""
-
     model_config = ConfigDict(from_attributes=True)
 
     id: uuid.UUID
