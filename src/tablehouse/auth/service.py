@@ -8,15 +8,15 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy.exc import IntegrityError
 
 from tablehouse.api.runtime import Runtime
 from tablehouse.auth import repository
-from tablehouse.auth.credentials import authentication, sessions, throttle
+from tablehouse.auth.credentials import authentication, one_time_tokens, sessions, throttle
 from tablehouse.auth.credentials.api_keys import new_api_key
-from tablehouse.auth.models import ApiKey, OneTimeToken, Role, TokenPurpose, User
+from tablehouse.auth.models import ApiKey, Role, TokenPurpose, User
 from tablehouse.auth.principal import ALL_SCOPES, Principal
 from tablehouse.auth.schemas import (
     MAX_PASSWORD_LENGTH,
@@ -35,8 +35,8 @@ from tablehouse.config import Settings
 from tablehouse.core.database import ReadSession, WriteSession
 from tablehouse.core.mail import MailMessage
 from tablehouse.core.security.passwords import Passwords
-from tablehouse.core.security.tokens import hash_token, new_opaque_token
-from tablehouse.errors import BadRequest, Conflict, InvalidInput, NotFound
+from tablehouse.core.security.tokens import hash_token
+from tablehouse.errors import Conflict, InvalidInput, NotFound
 
 
 def normalise_email(email: str) -> str:
@@ -165,10 +165,12 @@ async def register_and_verify(
     user = await _register(
         session, passwords=passwords, email=email, password=password, full_name=full_name
     )
-    sent = await _issue_email_token(
+    sent = await one_time_tokens.issue(
         session, settings=settings, user=user, purpose=TokenPurpose.VERIFY_EMAIL, now=now
     )
-    return Registered(UserRead.model_validate(user), _verification_message(settings, sent))
+    return Registered(
+        UserRead.model_validate(user), one_time_tokens.verification_message(settings, sent)
+    )
 
 
 async def update_me(
@@ -210,35 +212,6 @@ async def _change_password(
     )
 
 
-@dataclass(frozen=True, slots=True)
-class _EmailToken:
-    """A one-time token to mail to ``user``; the plaintext exists only until it is sent."""
-
-    user: User
-    token: str
-
-
-async def _issue_email_token(
-    session: WriteSession, *, settings: Settings, user: User, purpose: TokenPurpose, now: datetime
-) -> _EmailToken:
-    lifetime = (
-        timedelta(hours=settings.email_token_ttl_hours)
-        if purpose == TokenPurpose.VERIFY_EMAIL
-        else timedelta(minutes=settings.password_reset_ttl_minutes)
-    )
-    token = new_opaque_token()
-    await repository.add(
-        session,
-        OneTimeToken(
-            user_id=user.id,
-            purpose=purpose,
-            token_hash=hash_token(token),
-            expires_at=now + lifetime,
-        ),
-    )
-    return _EmailToken(user=user, token=token)
-
-
 async def request_verification(
     session: WriteSession, *, settings: Settings, email: str, now: datetime
 ) -> MailMessage | None:
@@ -246,14 +219,16 @@ async def request_verification(
     user = await repository.user_by_email(session, normalise_email(email))
     if user is None or user.is_verified or not user.is_active:
         return None
-    sent = await _issue_email_token(
+    sent = await one_time_tokens.issue(
         session, settings=settings, user=user, purpose=TokenPurpose.VERIFY_EMAIL, now=now
     )
-    return _verification_message(settings, sent)
+    return one_time_tokens.verification_message(settings, sent)
 
 
 async def confirm_verification(session: WriteSession, *, token: str, now: datetime) -> UserRead:
-    user = await _claim(session, token=token, purpose=TokenPurpose.VERIFY_EMAIL, now=now)
+    user = await one_time_tokens.claim(
+        session, token=token, purpose=TokenPurpose.VERIFY_EMAIL, now=now
+    )
     user.is_verified = True
     await repository.save(session)
     return UserRead.model_validate(user)
@@ -266,62 +241,23 @@ async def request_password_reset(
     user = await repository.user_by_email(session, normalise_email(email))
     if user is None or not user.is_active:
         return None
-    sent = await _issue_email_token(
+    sent = await one_time_tokens.issue(
         session, settings=settings, user=user, purpose=TokenPurpose.RESET_PASSWORD, now=now
     )
-    return _password_reset_message(settings, sent)
+    return one_time_tokens.password_reset_message(settings, sent)
 
 
 async def confirm_password_reset(
     session: WriteSession, *, passwords: Passwords, token: str, new_password: str, now: datetime
 ) -> None:
-    user = await _claim(session, token=token, purpose=TokenPurpose.RESET_PASSWORD, now=now)
+    user = await one_time_tokens.claim(
+        session, token=token, purpose=TokenPurpose.RESET_PASSWORD, now=now
+    )
     check_password_policy(new_password, email=user.email, field="new_password")
     user.password_hash = await passwords.hash(new_password)
     await repository.revoke_sessions(session, user_id=user.id, reason="password_reset")
     await throttle.forget_account_failures(session, user.email)
     await repository.save(session)
-
-
-async def _claim(
-    session: WriteSession, *, token: str, purpose: TokenPurpose, now: datetime
-) -> User:
-    user_id = await repository.claim_one_time_token(
-        session, token_hash=hash_token(token), purpose=purpose, now=now
-    )
-    user = None if user_id is None else await repository.user_by_id(session, user_id)
-    if user is None:
-        raise BadRequest("this link is invalid, used or expired", code="invalid_token")
-    return user
-
-
-def _verification_message(settings: Settings, sent: _EmailToken) -> MailMessage:
-    api = f"{settings.public_url.rstrip('/')}/api/v1/auth"
-    return MailMessage(
-        to=sent.user.email,
-        subject="Confirm your Tablehouse email address",
-        body=(
-            "Confirm this address for your Tablehouse account by opening:\n\n"
-            f"{api}/verify/confirm?token={sent.token}\n\n"
-            'or by sending this token as {"token": ...} to POST /api/v1/auth/verify/confirm:'
-            f"\n\n{sent.token}\n\nIt expires in {settings.email_token_ttl_hours} hours.\n"
-        ),
-    )
-
-
-def _password_reset_message(settings: Settings, sent: _EmailToken) -> MailMessage:
-    api = f"{settings.public_url.rstrip('/')}/api/v1/auth"
-    return MailMessage(
-        to=sent.user.email,
-        subject="Reset your Tablehouse password",
-        body=(
-            "Someone asked to reset the password of your Tablehouse account. If it was you, "
-            'send this token with your new password as {"token": ..., "new_password": ...} '
-            f"to POST {api}/password-reset/confirm:\n\n{sent.token}\n\n"
-            f"It expires in {settings.password_reset_ttl_minutes} minutes. If it was not you, "
-            "ignore this message; your password is unchanged.\n"
-        ),
-    )
 
 
 async def get_user(session: ReadSession, user_id: uuid.UUID) -> UserRead:
