@@ -4,7 +4,7 @@ only read take a ``ReadSession``, those that write a ``WriteSession``."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, cast
@@ -14,7 +14,6 @@ from sqlalchemy import (
     CursorResult,
     Result,
     Row,
-    RowMapping,
     Select,
     bindparam,
     delete,
@@ -102,8 +101,11 @@ def _drop_role(connection: Connection, role: str) -> None:
 
 # Every authenticated request reads its credential and user with one of these two: Core
 # statements built once, returning plain values (no ORM loading, no identity map), on the unit
-# of work's connection. Each column is selected under the name of the field it fills, so
-# values are matched to fields by name, never by position.
+# of work's connection. Each statement is built from the declared fields (the credential's
+# dataclass, then UserRead's), each column the one of the field's name, and each row is read
+# back by zipping it with those same names: no list of columns is written out by hand, so
+# none can fall out of step with the fields (two same-typed columns swapped would swap values
+# silently). The labels name the fields in the result too.
 _users = User.__table__
 _sessions = AuthSession.__table__
 _api_keys = ApiKey.__table__
@@ -146,12 +148,12 @@ def _own_fields(credential: type[SessionCredential | KeyCredential]) -> tuple[st
 _SESSION_FIELDS = _own_fields(SessionCredential)
 _KEY_FIELDS = _own_fields(KeyCredential)
 _SESSION_CREDENTIAL = (
-    select(*(_sessions.c[name] for name in _SESSION_FIELDS), *_USER_COLUMNS)
+    select(*(_sessions.c[name].label(name) for name in _SESSION_FIELDS), *_USER_COLUMNS)
     .join_from(_sessions, _users, _sessions.c.user_id == _users.c.id)
     .where(_sessions.c.id == bindparam("session_id"))
 )
 _KEY_CREDENTIAL = (
-    select(*(_api_keys.c[name] for name in _KEY_FIELDS), *_USER_COLUMNS)
+    select(*(_api_keys.c[name].label(name) for name in _KEY_FIELDS), *_USER_COLUMNS)
     .join_from(_api_keys, _users, _api_keys.c.user_id == _users.c.id)
     .where(_api_keys.c.prefix == bindparam("prefix"))
 )
@@ -164,8 +166,10 @@ async def session_credential(
     row = await session.run_sync(_first, _SESSION_CREDENTIAL, {"session_id": session_id})
     if row is None:
         return None
-    values = row._mapping
-    return SessionCredential(user=_user(values), **{name: values[name] for name in _SESSION_FIELDS})
+    own = len(_SESSION_FIELDS)
+    return SessionCredential(
+        **dict(zip(_SESSION_FIELDS, row[:own], strict=True)), user=_user(row[own:])
+    )
 
 
 async def api_key_credential(session: ReadSession, prefix: str) -> KeyCredential | None:
@@ -173,8 +177,8 @@ async def api_key_credential(session: ReadSession, prefix: str) -> KeyCredential
     row = await session.run_sync(_first, _KEY_CREDENTIAL, {"prefix": prefix})
     if row is None:
         return None
-    values = row._mapping
-    return KeyCredential(user=_user(values), **{name: values[name] for name in _KEY_FIELDS})
+    own = len(_KEY_FIELDS)
+    return KeyCredential(**dict(zip(_KEY_FIELDS, row[:own], strict=True)), user=_user(row[own:]))
 
 
 def _first(
@@ -185,14 +189,15 @@ def _first(
     return sync_session.connection().execute(statement, params).first()
 
 
-def _user(values: RowMapping) -> UserRead:
-    return UserRead.model_validate({name: values[_USER_LABEL + name] for name in USER_FIELDS})
+def _user(values: Sequence[Any]) -> UserRead:
+    """A user from the values of ``_USER_COLUMNS``, in their order."""
+    return UserRead.model_validate(dict(zip(USER_FIELDS, values, strict=True)))
 
 
 async def user_read_by_email(session: ReadSession, email: str) -> UserRead | None:
     """The user with ``email``, as a request's caller is known (for the CLI's commands)."""
     row = (await session.execute(select(*_USER_COLUMNS).where(_users.c.email == email))).first()
-    return None if row is None else _user(row._mapping)
+    return None if row is None else _user(row)
 
 
 async def touch_api_key(session: WriteSession, key_id: uuid.UUID, *, now: datetime) -> None:
