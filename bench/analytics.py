@@ -70,9 +70,9 @@ import uvloop
 from query import POOL_SIZE, HttpTarget, Measurement
 from sqlalchemy.engine import make_url
 
-from tablehouse.analytics.lifecycle import prepare
-from tablehouse.analytics.store import AnalyticsStore, StoreTarget, chdb_url
-from tablehouse.analytics.writer import EventWriter, WriterCounts, WriterSettings
+from tablehouse.analytics.pipeline.lifecycle import prepare
+from tablehouse.analytics.pipeline.writer import EventWriter, WriterCounts, WriterSettings
+from tablehouse.analytics.store.client import AnalyticsStore, StoreTarget, chdb_url
 from tablehouse.config import Settings, load_settings
 from tablehouse.query.events import QueryExecuted
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tablehouse.analytics.store import AnalyticsStore, StoreTarget, chdb_url, quote
+from tablehouse.analytics.store.client import AnalyticsStore, StoreTarget, chdb_url, quote
 
 
 def fresh_database_name() -> str:

@@ -14,8 +14,9 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from tablehouse.analytics.lifecycle import Analytics
-from tablehouse.analytics.store import StoreTarget, StoreUnavailable
+from tablehouse.analytics.pipeline.lifecycle import Analytics
+from tablehouse.analytics.store.client import StoreTarget, StoreUnavailable
+from tablehouse.api.runtime import Runtime
 from tablehouse.app import create_app
 from tablehouse.config import Settings
 from tests.accounts import bearer, login, promote_to_admin, signed_up
@@ -47,7 +48,8 @@ async def serving(settings: Settings) -> AsyncIterator[tuple[FastAPI, httpx.Asyn
 
 
 def analytics_of(app: FastAPI) -> Analytics:
-    analytics = app.state.analytics
+    runtime: Runtime = app.state.runtime
+    analytics = runtime.analytics
     assert isinstance(analytics, Analytics)
     return analytics
 

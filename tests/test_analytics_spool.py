@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from tablehouse.analytics.spool import DEAD_LETTER, Spool
+from tablehouse.analytics.pipeline.spool import DEAD_LETTER, Spool
 
 COLUMNS = ("n",)
 

@@ -19,8 +19,9 @@ from typing import Any
 import pytest
 from clickhouse_connect.driver import exceptions as ch
 
-from tablehouse.analytics import history, schema
-from tablehouse.analytics.store import (
+from tablehouse.analytics import repository
+from tablehouse.analytics.store import migrations
+from tablehouse.analytics.store.client import (
     AnalyticsStore,
     StoreRejected,
     StoreTarget,
@@ -123,7 +124,7 @@ async def test_a_second_chdb_path_in_one_process_is_refused(
 
 
 async def test_stores_on_one_path_share_the_engine(analytics_store: AnalyticsStore) -> None:
-    await schema.migrate(analytics_store)
+    await migrations.migrate(analytics_store)
     other = AnalyticsStore(analytics_store.target)
     await other.insert("query_logs", QUERY_LOG_COLUMNS, [query_log_row(datetime.now(UTC))])
     await other.close()  # closes its own handle only: the engine stays up for the first store
@@ -196,22 +197,22 @@ def test_errors_are_classified_by_whether_a_retry_can_help(
 
 
 def test_every_ddl_statement_can_be_rerun() -> None:
-    rendered = schema.migrations(
+    rendered = migrations.migrations(
         query_log_ttl_days=90, metrics_ttl_days=365, cluster=None, database="d"
     )
     assert [(m.version, m.name) for m in rendered] == MIGRATIONS
     statements = [s for m in rendered for s in m.statements]
-    statements += schema.bootstrap_statements(cluster=None, database="d")
+    statements += migrations.bootstrap_statements(cluster=None, database="d")
     assert all(" IF NOT EXISTS " in s for s in statements)
     assert all("ON CLUSTER" not in s and "Replicated" not in s for s in statements)
 
 
 def test_a_cluster_gets_on_cluster_and_replicated_engines() -> None:
-    rendered = schema.migrations(
+    rendered = migrations.migrations(
         query_log_ttl_days=90, metrics_ttl_days=365, cluster="c1", database="d"
     )
     statements = [s for m in rendered for s in m.statements]
-    statements += schema.bootstrap_statements(cluster="c1", database="d")
+    statements += migrations.bootstrap_statements(cluster="c1", database="d")
     engine = "ReplicatedMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}')"
     for statement in statements:
         assert " ON CLUSTER c1\n" in statement
@@ -223,44 +224,46 @@ def test_a_cluster_gets_on_cluster_and_replicated_engines() -> None:
 
 def test_ttl_days_must_be_positive_whole_days() -> None:
     with pytest.raises(ValueError, match="whole number of days"):
-        schema.migrations(query_log_ttl_days=0, metrics_ttl_days=365, cluster=None, database="d")
+        migrations.migrations(
+            query_log_ttl_days=0, metrics_ttl_days=365, cluster=None, database="d"
+        )
 
 
 async def test_migrate_creates_the_tables_once_and_records_them(
     analytics_store: AnalyticsStore,
 ) -> None:
-    assert [(v, n, a) for v, n, a in await schema.status(analytics_store)] == [
+    assert [(v, n, a) for v, n, a in await migrations.status(analytics_store)] == [
         (v, n, None) for v, n in MIGRATIONS
     ]
-    assert await schema.migrate(analytics_store) == [n for _, n in MIGRATIONS]
-    assert await schema.migrate(analytics_store) == []
+    assert await migrations.migrate(analytics_store) == [n for _, n in MIGRATIONS]
+    assert await migrations.migrate(analytics_store) == []
 
-    status = await schema.status(analytics_store)
+    status = await migrations.status(analytics_store)
     assert [(v, n) for v, n, _ in status] == MIGRATIONS
     for _, _, applied_at in status:
         assert applied_at is not None
         assert applied_at.tzinfo is not None
         assert abs(datetime.now(UTC) - applied_at) < timedelta(minutes=1)
-    assert await count(analytics_store, schema.MIGRATIONS_TABLE) == len(MIGRATIONS)
+    assert await count(analytics_store, migrations.MIGRATIONS_TABLE) == len(MIGRATIONS)
 
 
 async def test_a_half_applied_migration_is_completed_by_the_next_run(
     analytics_store: AnalyticsStore,
 ) -> None:
     target = analytics_store.target
-    first = schema.migrations(
+    first = migrations.migrations(
         query_log_ttl_days=90, metrics_ttl_days=365, cluster=None, database=target.database
     )[0]
     for statement in first.statements:  # as if the run stopped before recording it
         await analytics_store.command(statement)
-    assert await schema.migrate(analytics_store) == [n for _, n in MIGRATIONS]
+    assert await migrations.migrate(analytics_store) == [n for _, n in MIGRATIONS]
 
 
 async def test_rows_logged_before_0004_read_as_api_and_their_milliseconds(
     analytics_store: AnalyticsStore,
 ) -> None:
     target = analytics_store.target
-    before = schema.migrations(
+    before = migrations.migrations(
         query_log_ttl_days=90, metrics_ttl_days=365, cluster=None, database=target.database
     )[:3]
     for migration in before:
@@ -269,7 +272,7 @@ async def test_rows_logged_before_0004_read_as_api_and_their_milliseconds(
     now = datetime.now(UTC)
     await analytics_store.insert("query_logs", QUERY_LOG_COLUMNS, [query_log_row(now)])
 
-    await schema.migrate(analytics_store)
+    await migrations.migrate(analytics_store)
     await analytics_store.insert(
         "query_logs",
         (*QUERY_LOG_COLUMNS, "execution_time_us", "source"),
@@ -278,9 +281,9 @@ async def test_rows_logged_before_0004_read_as_api_and_their_milliseconds(
     rows = await analytics_store.query(
         "SELECT source, execution_time_ms, execution_time_us FROM query_logs ORDER BY source"
     )
-    buckets = await history.summary(
+    buckets = await repository.summary(
         analytics_store,
-        history.QueryFilter(None, now - timedelta(hours=1), now + timedelta(hours=1)),
+        repository.QueryFilter(None, now - timedelta(hours=1), now + timedelta(hours=1)),
         interval="day",
     )
 
@@ -296,7 +299,7 @@ async def test_rows_logged_before_0004_read_as_api_and_their_milliseconds(
 async def test_tables_have_monthly_partitions_ttl_and_dedup(
     analytics_store: AnalyticsStore,
 ) -> None:
-    await schema.migrate(analytics_store, query_log_ttl_days=30, metrics_ttl_days=400)
+    await migrations.migrate(analytics_store, query_log_ttl_days=30, metrics_ttl_days=400)
     query_logs = await show_create(analytics_store, "query_logs")
     metrics = await show_create(analytics_store, "metrics")
     for ddl in (query_logs, metrics):
@@ -312,7 +315,7 @@ async def test_tables_have_monthly_partitions_ttl_and_dedup(
 async def test_rows_older_than_the_ttl_go_at_optimize_final(
     analytics_store: AnalyticsStore,
 ) -> None:
-    await schema.migrate(analytics_store, query_log_ttl_days=90)
+    await migrations.migrate(analytics_store, query_log_ttl_days=90)
     now = datetime.now(UTC)
     rows = [query_log_row(now - timedelta(days=age)) for age in (0, 30, 200)]
     # Background merges would already drop the expired row; stopped, all three are stored.
@@ -327,7 +330,7 @@ async def test_rows_older_than_the_ttl_go_at_optimize_final(
 
 
 async def test_apply_ttl_shortens_a_ttl_once(analytics_store: AnalyticsStore) -> None:
-    await schema.migrate(analytics_store)
+    await migrations.migrate(analytics_store)
     now = datetime.now(UTC)
     columns = ("metric_name", "value", "metric_type", "tags", "timestamp")
     recent = ["requests", 1.0, "counter", {"route": "/a"}, now]
@@ -337,19 +340,24 @@ async def test_apply_ttl_shortens_a_ttl_once(analytics_store: AnalyticsStore) ->
     await analytics_store.command("OPTIMIZE TABLE metrics FINAL")
     assert await count(analytics_store, "metrics") == 2  # inside the 365 days
 
-    changed = await schema.apply_ttl(analytics_store, query_log_ttl_days=90, metrics_ttl_days=30)
+    changed = await migrations.apply_ttl(
+        analytics_store, query_log_ttl_days=90, metrics_ttl_days=30
+    )
     assert changed == ["metrics"]
     assert "toIntervalDay(30)" in await show_create(analytics_store, "metrics")
     await analytics_store.command("OPTIMIZE TABLE metrics FINAL")
     assert await analytics_store.query("SELECT value FROM metrics") == [{"value": 1.0}]
-    assert await schema.apply_ttl(analytics_store, query_log_ttl_days=90, metrics_ttl_days=30) == []
+    assert (
+        await migrations.apply_ttl(analytics_store, query_log_ttl_days=90, metrics_ttl_days=30)
+        == []
+    )
 
 
 # --- reading and writing ------------------------------------------------------------------
 
 
 async def test_a_retried_batch_counts_once(analytics_store: AnalyticsStore) -> None:
-    await schema.migrate(analytics_store)
+    await migrations.migrate(analytics_store)
     batch = [query_log_row(datetime.now(UTC)) for _ in range(3)]
     await analytics_store.insert("query_logs", QUERY_LOG_COLUMNS, batch, dedup_token="b-1")
     await analytics_store.insert("query_logs", QUERY_LOG_COLUMNS, batch, dedup_token="b-1")
@@ -362,7 +370,7 @@ async def test_a_retried_batch_counts_once(analytics_store: AnalyticsStore) -> N
 async def test_query_binds_parameters_and_returns_python_values(
     analytics_store: AnalyticsStore,
 ) -> None:
-    await schema.migrate(analytics_store)
+    await migrations.migrate(analytics_store)
     user = uuid.uuid4()
     at = (datetime.now(UTC) - timedelta(hours=1)).replace(microsecond=891000)  # inside the TTL
     mine, theirs = query_log_row(at, user), query_log_row(at)
@@ -394,7 +402,7 @@ async def test_query_binds_parameters_and_returns_python_values(
 
 
 async def test_data_the_store_cannot_take_is_rejected(analytics_store: AnalyticsStore) -> None:
-    await schema.migrate(analytics_store)
+    await migrations.migrate(analytics_store)
     bad = query_log_row(datetime.now(UTC))
     bad[5] = "twelve"  # execution_time_ms is a UInt32
     with pytest.raises(StoreRejected):
@@ -422,8 +430,8 @@ async def test_concurrent_calls_on_one_embedded_store(analytics_store: Analytics
 _WRITE = """
 import asyncio, sys, uuid
 from datetime import UTC, datetime
-from tablehouse.analytics.schema import migrate
-from tablehouse.analytics.store import AnalyticsStore, StoreTarget
+from tablehouse.analytics.store.migrations import migrate
+from tablehouse.analytics.store.client import AnalyticsStore, StoreTarget
 
 async def main():
     store = AnalyticsStore(StoreTarget.from_url(sys.argv[1], database="kept"))
@@ -439,8 +447,8 @@ asyncio.run(main())
 
 _READ = """
 import asyncio, sys
-from tablehouse.analytics.schema import status
-from tablehouse.analytics.store import AnalyticsStore, StoreTarget, StoreUnavailable
+from tablehouse.analytics.store.migrations import status
+from tablehouse.analytics.store.client import AnalyticsStore, StoreTarget, StoreUnavailable
 
 async def main():
     store = AnalyticsStore(StoreTarget.from_url(sys.argv[1], database="kept"))
@@ -491,8 +499,8 @@ def test_data_survives_a_restart_and_one_process_holds_a_path(tmp_path: Path) ->
 _INSERT_AND_QUERY = """
 import asyncio, sys, uuid
 from datetime import UTC, datetime
-from tablehouse.analytics.schema import migrate
-from tablehouse.analytics.store import AnalyticsStore, StoreTarget
+from tablehouse.analytics.store.migrations import migrate
+from tablehouse.analytics.store.client import AnalyticsStore, StoreTarget
 
 async def main():
     store = AnalyticsStore(StoreTarget.from_url(sys.argv[1], database="lean"))

@@ -16,9 +16,9 @@ import orjson
 import pytest
 from structlog.testing import capture_logs
 
-from tablehouse.analytics.spool import DEAD_LETTER, SlotBusy, waiting_slots
-from tablehouse.analytics.tables import QUERY_LOGS
-from tablehouse.analytics.writer import EventWriter, WriterSettings, is_rejection
+from tablehouse.analytics.pipeline.spool import DEAD_LETTER, SlotBusy, waiting_slots
+from tablehouse.analytics.pipeline.writer import EventWriter, WriterSettings, is_rejection
+from tablehouse.analytics.store.tables import QUERY_LOGS
 from tablehouse.query.events import QueryExecuted
 
 USER = uuid.UUID(int=7)

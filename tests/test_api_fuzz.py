@@ -36,8 +36,8 @@ from schemathesis.python import asgi
 from schemathesis.schemas import APIOperation
 from schemathesis.specs.openapi import checks as openapi_checks
 
-from tablehouse.analytics.router import MAX_BUCKETS
-from tablehouse.analytics.store import StoreTarget
+from tablehouse.analytics.service import MAX_BUCKETS
+from tablehouse.analytics.store.client import StoreTarget
 from tablehouse.app import create_app
 from tablehouse.config import Settings
 from tests import accounts

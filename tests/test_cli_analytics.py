@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tablehouse.analytics.writer import EventWriter, WriterSettings
+from tablehouse.analytics.pipeline.writer import EventWriter, WriterSettings
 from tablehouse.query.events import QueryExecuted
 from tests.processes import run_tablehouse
 

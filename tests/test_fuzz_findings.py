@@ -11,7 +11,7 @@ import jsonschema_rs
 import pytest
 from fastapi import FastAPI
 
-from tablehouse.analytics.store import StoreTarget
+from tablehouse.analytics.store.client import StoreTarget
 from tablehouse.config import Settings
 from tests.accounts import bearer, signed_up
 from tests.query_helpers import CUSTOMERS

@@ -11,7 +11,7 @@ import pytest
 from fastapi import FastAPI
 from pydantic import SecretStr
 
-from tablehouse.analytics.store import StoreTarget
+from tablehouse.analytics.store.client import StoreTarget
 from tablehouse.config import Settings
 from tests.accounts import bearer, promote_to_admin, signed_up
 from tests.test_analytics_api import analytics_of, serving, with_analytics

@@ -12,12 +12,13 @@ from fastapi import FastAPI
 from sqlalchemy import text
 
 from tablehouse.api.runtime import Runtime
+from tablehouse.core.database import Backend
 from tablehouse.core.query_roles import owner_role
 from tablehouse.errors import BadRequest
 from tablehouse.query import guard
-from tablehouse.query.execution import Statement, open_cursor
-from tablehouse.query.postgres import PostgresBackend
-from tablehouse.query.sqlite import SqliteBackend
+from tablehouse.query.backends.execution import Statement, open_cursor
+from tablehouse.query.backends.postgres import PostgresExecutor
+from tablehouse.query.backends.sqlite import SqliteExecutor
 from tests.accounts import bearer, signed_up
 from tests.databases import connected
 from tests.query_helpers import shop
@@ -55,17 +56,17 @@ async def run_unguarded(
     """Run ``sql`` as a query would run, without the guard in front. It runs as the owner of
     the first of ``tables`` (the role a query over that dataset runs as), or as ``owner_id``."""
     engine = runtime.query_engine
-    backend = (
-        PostgresBackend(runtime.settings.query_database_role)
-        if engine.dialect.name == "postgresql"
-        else SqliteBackend()
+    executor = (
+        PostgresExecutor(runtime.settings.query_database_role)
+        if runtime.backend == Backend.POSTGRESQL
+        else SqliteExecutor()
     )
     if owner_id is None and tables:
         owner_id = await _owner_of_table(runtime, next(iter(tables)))
     statement = Statement(sql=sql, parameters=(), values={}, tables=tables, owner_id=owner_id)
     async with (
         engine.connect() as connection,
-        open_cursor(connection, backend, statement, timeout_ms=2000) as cursor,
+        open_cursor(connection, executor, statement, timeout_ms=2000) as cursor,
     ):
         return [list(row) for row in await cursor.fetch(100)]
 
@@ -214,9 +215,7 @@ async def test_sqlite_authorizer_denies_catalogue_pragma_attach_and_functions(
 
 
 async def _guarded_then_run(runtime: Runtime, table: str, call: str) -> None:
-    backend: guard.Backend = (
-        "postgresql" if runtime.query_engine.dialect.name == "postgresql" else "sqlite"
-    )
+    backend = runtime.backend
     analysis = guard.analyse(f"SELECT {call} FROM t", backend)
     sql = guard.render(analysis, {"t": table}, backend)
     await run_unguarded(runtime, sql, {table: "t"})

@@ -13,7 +13,7 @@ from fastapi.routing import APIRoute
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tablehouse import __version__
-from tablehouse.analytics.lifecycle import Analytics
+from tablehouse.analytics.pipeline.lifecycle import Analytics
 from tablehouse.api.bodies import BodyBudgetMiddleware, BodyLimit, LargerBody, Pace
 from tablehouse.api.docs import install_docs
 from tablehouse.api.errors import install_error_handlers
@@ -41,8 +41,7 @@ from tablehouse.core.security.passwords import Passwords
 from tablehouse.core.security.tokens import TokenCodec
 from tablehouse.core.times import Clock, system_clock
 from tablehouse.errors import TablehouseError
-from tablehouse.query import statements
-from tablehouse.query.privileges import check_query_role, check_role_creation
+from tablehouse.query import service as query_service
 from tablehouse.query.schemas import state_limits
 from tablehouse.routes import include_routers
 from tablehouse.rows.router import INGEST_PATHS
@@ -65,8 +64,6 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> FastAPI:
         analytics = Analytics(settings, metrics) if settings.analytics_enabled else None
         try:
             app.state.runtime = await _start(settings, engines, analytics, metrics, clock)
-            app.state.analytics = analytics
-            app.state.analytics_store = analytics.store if analytics is not None else None
             yield
             log.info("app.stopping")
         finally:
@@ -86,8 +83,7 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> FastAPI:
         # generated clients have load_rows, not load_rows_api_v1_schemas_name_rows_post.
         generate_unique_id_function=_operation_id,
     )
-    metrics = Metrics()
-    app.state.metrics = metrics
+    metrics = Metrics()  # before the lifespan: requests are counted even if start-up fails
     # Innermost of the three, so its 413 and 408 carry the request id and are logged.
     app.add_middleware(BodyBudgetMiddleware, **_body_budget(settings))
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
@@ -165,8 +161,8 @@ async def _start(
         await migrations.require_current_schema(engines.main, settings)
         if engines.queries is not engines.reads:
             await wait_for_database(engines.queries, attempts=attempts, delay=delay)
-        await check_query_role(engines.queries, settings.query_database_role)
-        await check_role_creation(engines.main)
+        await query_service.check_query_role(engines.queries, settings.query_database_role)
+        await query_service.check_role_creation(engines.main)
         secret = jwt_signing_secret(settings) if settings.jwt_algorithm.startswith("HS") else None
         tokens = TokenCodec(settings, secret)
     except TablehouseError as exc:  # an expected failure: say what, not where
@@ -208,9 +204,10 @@ async def _start(
             what="row loads per user (MAX_CONCURRENT_INGESTS_PER_USER)",
             code="too_many_ingests",
         ),
-        query_statements=statements.statement_cache(settings),
-        query_check_threads=statements.check_threads(),
+        query_statements=query_service.statement_cache(settings),
+        query_check_threads=query_service.check_threads(),
         events=analytics.writer if analytics is not None else LoggingEventSink(),
+        analytics=analytics,
         metrics=metrics,
     )
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from tablehouse.analytics.metrics_router import router as metrics_router
 from tablehouse.analytics.router import router as analytics_router
 from tablehouse.auth.router import router as auth_router
 from tablehouse.auth.router import users_router
@@ -20,8 +19,7 @@ from tablehouse.rows.router import router as rows_router
 
 
 def include_routers(app: FastAPI) -> None:
-    app.include_router(health_router)
-    app.include_router(metrics_router)  # at /metrics, where scrapers look
+    app.include_router(health_router)  # /health, /health/ready and /metrics (where scrapers look)
     # Straight onto the app, not under one /api/v1 router: each level of nesting is matched
     # again on every request (each router carries the whole prefix itself, api/paths.py).
     # Routes are tried in order, so the busiest paths come first.

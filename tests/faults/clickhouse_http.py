@@ -35,7 +35,7 @@ import chdb
 import orjson
 from chdb.state.sqlitelike import Connection
 
-from tablehouse.analytics.store import StoreTarget, quote
+from tablehouse.analytics.store.client import StoreTarget, quote
 
 # Parameters of the HTTP interface itself, not settings of the statement.
 HTTP_PARAMETERS = frozenset(

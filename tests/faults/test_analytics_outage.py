@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tablehouse.analytics.store import AnalyticsStore, StoreTarget
+from tablehouse.analytics.store.client import AnalyticsStore, StoreTarget
 from tests.accounts import bearer
 from tests.databases import copy_sqlite
 from tests.faults.clickhouse_http import ClickHouseHttp

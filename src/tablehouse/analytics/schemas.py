@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
+
+Interval = Literal["hour", "day"]
+Aggregation = Literal["avg", "sum", "min", "max", "count", "p50", "p95", "p99"]
+Source = Literal["api", "cli"]
 
 
 class LoggedQuery(BaseModel):

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from tablehouse.config import Settings
 from tablehouse.core.cache import SizedCache
 from tablehouse.core.database import Backend, ReadSessionFactory, WriteSessionFactory
-from tablehouse.core.events import EventSink
+from tablehouse.core.events import EventPipeline, EventSink
 from tablehouse.core.limits import ConcurrencyLimit
 from tablehouse.core.mail import Mailer
 from tablehouse.core.metrics import Metrics
@@ -38,11 +38,16 @@ class Runtime:
     query_engine: AsyncEngine
     query_slots: ConcurrencyLimit
     ingest_slots: ConcurrencyLimit  # per user: a load waits for its body with a slot held
-    # Checked statements (the query domain's; see query.statements) and the threads that
+    # Checked statements (the query domain's; see query.guard.statements) and the threads that
     # check them.
     query_statements: SizedCache[Hashable, object]
     query_check_threads: CapacityLimiter
-    events: EventSink
+    events: EventSink  # the analytics writer, or a logger with ANALYTICS_ENABLED=false
+    # The analytics of this process (its store and readiness report); None when
+    # ANALYTICS_ENABLED=false.
+    analytics: EventPipeline | None
+    # Made with the app, before the lifespan: the middleware counts requests from the
+    # first one, even when start-up fails.
     metrics: Metrics
 
     @property

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -11,36 +10,31 @@ import typer
 from tablehouse.cli.common import fail, settings_or_exit
 
 if TYPE_CHECKING:
-    from tablehouse.analytics.store import AnalyticsStore
     from tablehouse.config import Settings
 
 app = typer.Typer(help="The analytics store: migrate, status, replay.", no_args_is_help=True)
 
 
-def _store(settings: Settings) -> AnalyticsStore:
-    from tablehouse.analytics.lifecycle import store_target
-    from tablehouse.analytics.store import AnalyticsStore
+def _store_address(settings: Settings) -> str:
+    from tablehouse.analytics import service
 
     try:
-        return AnalyticsStore(store_target(settings))
+        return service.describe_store(settings)
     except ValueError as exc:
         raise fail(f"ANALYTICS_URL: {exc}", 2) from None
 
 
 async def migrate_store(settings: Settings) -> list[str]:
     """Create or update the analytics tables (also run by ``tablehouse db init``)."""
-    from tablehouse.analytics.lifecycle import prepare
+    from tablehouse.analytics import service
 
-    store = _store(settings)
-    try:
-        return await prepare(store, settings)
-    finally:
-        await store.close()
+    _store_address(settings)  # a bad ANALYTICS_URL: exit 2 before anything is tried
+    return await service.migrate(settings)
 
 
 def unavailable(settings: Settings, exc: Exception, *, instead: str) -> typer.Exit:
     """One line: why the store cannot be used, and, if a process holds it, what to do."""
-    from tablehouse.analytics.store import StoreLocked
+    from tablehouse.analytics.service import StoreLocked
 
     if isinstance(exc, StoreLocked):
         holder = f"process {exc.pid}" if exc.pid else "another process"
@@ -49,7 +43,7 @@ def unavailable(settings: Settings, exc: Exception, *, instead: str) -> typer.Ex
             f"tablehouse serve?), and chDB admits one process at a time: {instead}, or stop "
             "that process and run this again"
         )
-    return fail(f"the analytics store did not answer ({_store(settings).target.describe()}): {exc}")
+    return fail(f"the analytics store did not answer ({_store_address(settings)}): {exc}")
 
 
 # What to do instead while a server holds the embedded store, per command.
@@ -63,7 +57,7 @@ _THROUGH_THE_SERVER = {
 @app.command("migrate", short_help="Create or update the ClickHouse tables and TTLs.")
 def migrate() -> None:
     """Create or update the ClickHouse tables and their TTLs; safe to repeat."""
-    from tablehouse.analytics.store import StoreUnavailable
+    from tablehouse.analytics.service import StoreUnavailable
 
     settings = settings_or_exit()
     try:
@@ -76,31 +70,22 @@ def migrate() -> None:
 @app.command("status")
 def status() -> None:
     """Migrations applied, and events waiting in the spool or set aside."""
-    from tablehouse.analytics import schema
-    from tablehouse.analytics.store import StoreUnavailable
+    from tablehouse.analytics import service
 
     settings = settings_or_exit()
-
-    async def work() -> list[tuple[int, str, object]]:
-        store = _store(settings)
-        try:
-            await store.connect()
-            return [(v, n, at) for v, n, at in await schema.status(store)]
-        finally:
-            await store.close()
-
+    address = _store_address(settings)
     try:
-        migrations = asyncio.run(work())
-    except StoreUnavailable as exc:
+        migrations = asyncio.run(service.migration_status(settings))
+    except service.StoreUnavailable as exc:
         raise unavailable(settings, exc, instead=_THROUGH_THE_SERVER["status"]) from None
-    typer.echo(f"store: {_store(settings).target.describe()}")
+    typer.echo(f"store: {address}")
     for version, name, applied_at in migrations:
         typer.echo(f"  {version:04d} {name}: {applied_at or 'pending'}")
-    spool = settings.resolved_spool_dir
-    segments = sorted(spool.glob("slot-*/spool-*.ndjson"))
-    letters = sorted(spool.glob("slot-*/dead_letter.ndjson"))
-    dead = sum(sum(1 for _ in path.open("rb")) for path in letters)
-    typer.echo(f"spool: {spool} ({len(segments)} segment file(s) waiting, {dead} dead-lettered)")
+    spool = service.spool_state(settings)
+    typer.echo(
+        f"spool: {settings.resolved_spool_dir} ({spool.segments} segment file(s) waiting, "
+        f"{spool.dead_lettered} dead-lettered)"
+    )
 
 
 @app.command("replay", short_help="Write what waits in the spool now.")
@@ -108,38 +93,14 @@ def replay(
     within: Annotated[float, typer.Option(help="Give up after this many seconds")] = 300.0,
 ) -> None:
     """Write what waits in the spool now (a running server does this by itself)."""
-    from tablehouse.analytics.store import StoreUnavailable
+    from tablehouse.analytics import service
 
     settings = settings_or_exit()
+    _store_address(settings)
     try:
-        written, left = asyncio.run(_replay(settings, within))
-    except StoreUnavailable as exc:
+        written, left = asyncio.run(service.replay(settings, within))
+    except service.StoreUnavailable as exc:
         raise unavailable(settings, exc, instead=_THROUGH_THE_SERVER["replay"]) from None
     typer.echo(f"replayed {written} event(s); {left} still waiting")
     if left:
         raise typer.Exit(1)
-
-
-async def _replay(settings: Settings, within: float) -> tuple[int, int]:
-    from tablehouse.analytics.lifecycle import prepare
-    from tablehouse.analytics.writer import EventWriter, WriterSettings
-
-    store = _store(settings)
-    await prepare(store, settings)
-    writers = []
-    try:
-        # One writer per slot that holds batches: each claims the lowest free slot.
-        for _ in settings.resolved_spool_dir.glob("slot-*"):
-            writer = EventWriter(store, WriterSettings(spool_dir=settings.resolved_spool_dir))
-            await writer.start()
-            writers.append(writer)
-        deadline = time.monotonic() + within
-        # Polled: the writer reports counts, it has no event to wait on.
-        while time.monotonic() < deadline and any(w.counts().spooled for w in writers):  # noqa: ASYNC110
-            await asyncio.sleep(0.2)
-    finally:
-        for writer in writers:
-            await writer.stop()
-        await store.close()
-    counts = [writer.counts() for writer in writers]
-    return sum(c.written for c in counts), sum(c.spooled for c in counts)

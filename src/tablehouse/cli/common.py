@@ -14,7 +14,7 @@ from tablehouse.core.logging import configure_logging
 from tablehouse.errors import SettingsError
 
 if TYPE_CHECKING:
-    from tablehouse.core.database import WriteSession
+    from tablehouse.core.database import ReadSession, WriteSession
 
 T = TypeVar("T")
 
@@ -48,12 +48,32 @@ def command_log_level(settings: Settings) -> str:
 
 
 async def in_unit_of_work(settings: Settings, work: Callable[[WriteSession], Awaitable[T]]) -> T:
-    """Run ``work`` in one unit of work on a short-lived engine, as the CLI's requests do."""
+    """Run ``work`` in one unit of work that may write, on a short-lived engine, as a
+    request that declares a WriteSession does."""
     from tablehouse.core.database import create_engine, create_session_factory, uow
 
     engine = create_engine(settings)
     try:
         async with uow(create_session_factory(engine)) as session:
+            return await work(session)
+    finally:
+        await engine.dispose()
+
+
+async def in_read_unit_of_work(
+    settings: Settings, work: Callable[[ReadSession], Awaitable[T]]
+) -> T:
+    """Run ``work`` in one unit of work that only reads (the database refuses a write), on a
+    short-lived engine, as a request that declares a ReadSession does."""
+    from tablehouse.core.database import (
+        create_read_engine,
+        create_read_session_factory,
+        read_uow,
+    )
+
+    engine = create_read_engine(settings)
+    try:
+        async with read_uow(create_read_session_factory(engine)) as session:
             return await work(session)
     finally:
         await engine.dispose()

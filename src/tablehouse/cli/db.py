@@ -13,7 +13,6 @@ from tablehouse.errors import DatabaseUnavailable, TablehouseError
 
 if TYPE_CHECKING:
     from pydantic import SecretStr
-    from sqlalchemy.ext.asyncio import AsyncSession
 
     from tablehouse.config import Settings
     from tablehouse.core.database import WriteSession
@@ -134,7 +133,7 @@ def roles() -> None:
     from a version without them. Safe to run any number of times."""
     settings = settings_or_exit()
 
-    async def work(session: AsyncSession) -> int:
+    async def work(session: WriteSession) -> int:
         from tablehouse.datasets import service
 
         return await service.grant_owner_roles(session, query_role=settings.query_database_role)
@@ -181,7 +180,7 @@ def init() -> None:
 
 
 def _init_analytics(settings: Settings) -> None:
-    from tablehouse.analytics.store import StoreUnavailable
+    from tablehouse.analytics.service import StoreUnavailable
     from tablehouse.cli.analytics import migrate_store
 
     try:

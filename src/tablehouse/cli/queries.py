@@ -17,12 +17,12 @@ from rich.table import Table
 from rich.text import Text
 
 from tablehouse.cli.analytics import unavailable
-from tablehouse.cli.common import fail, in_unit_of_work, settings_or_exit
+from tablehouse.cli.common import fail, in_read_unit_of_work, settings_or_exit
 
 if TYPE_CHECKING:
-    from tablehouse.analytics.history import QueryFilter
-    from tablehouse.analytics.store import AnalyticsStore
+    from tablehouse.analytics.service import QueryFilter
     from tablehouse.config import Settings
+    from tablehouse.core.events import EventReader
 
 T = TypeVar("T")
 app = typer.Typer(help="The query log: history and summary.", no_args_is_help=True)
@@ -89,7 +89,7 @@ async def _user_id(settings: Settings, email: str | None) -> uuid.UUID | None:
         user = await service.user_by_email(session, email)
         return None if user is None else user.id
 
-    found = await in_unit_of_work(settings, work)
+    found = await in_read_unit_of_work(settings, work)
     if found is None:
         raise fail(f"--user: no user with email {email}")
     return found
@@ -102,38 +102,31 @@ async def _emails(settings: Settings, ids: set[uuid.UUID]) -> dict[uuid.UUID, st
     async def work(session: ReadSession) -> dict[uuid.UUID, str]:
         return await service.emails_of(session, ids)
 
-    return await in_unit_of_work(settings, work)
+    return await in_read_unit_of_work(settings, work)
 
 
-def _read(
-    settings: Settings, command: str, question: Callable[[AnalyticsStore], Awaitable[T]]
-) -> T:
+def _read(settings: Settings, command: str, question: Callable[[EventReader], Awaitable[T]]) -> T:
     """Ask the store one question; one line and exit 1 when it cannot answer."""
-    from tablehouse.analytics.lifecycle import prepare, store_target
-    from tablehouse.analytics.store import AnalyticsStore, StoreUnavailable
+    from tablehouse.analytics import service
 
     if not settings.analytics_enabled:
         raise fail("analytics is turned off (ANALYTICS_ENABLED=false): no query log to read")
 
     async def ask() -> T:
-        store = AnalyticsStore(store_target(settings))
-        try:
-            # As the server does when it starts: the tables exist and have every column.
-            await prepare(store, settings)
+        # As the server does when it starts: the tables exist and have every column.
+        async with service.prepared_store(settings) as store:
             return await question(store)
-        finally:
-            await store.close()
 
     try:
         return asyncio.run(ask())
-    except StoreUnavailable as exc:
+    except service.StoreUnavailable as exc:
         raise unavailable(settings, exc, instead=_THROUGH_THE_SERVER[command]) from None
 
 
 def _filter(
     settings: Settings, user: str | None, start: datetime, end: datetime, **more: Any
 ) -> QueryFilter:
-    from tablehouse.analytics.history import QueryFilter
+    from tablehouse.analytics.service import QueryFilter
 
     return QueryFilter(asyncio.run(_user_id(settings, user)), start, end, **more)
 
@@ -153,23 +146,22 @@ def history(
     as_json: AsJson = False,
 ) -> None:
     """Logged queries, newest first (GET /api/v1/queries for every user, or one)."""
-    from tablehouse.analytics import history as log
-    from tablehouse.analytics.schemas import LoggedQuery
-    from tablehouse.api.pagination import Page
+    from tablehouse.analytics import service
 
     _choice("--status", status, STATUSES)
     _choice("--source", source, SOURCES)
     settings = settings_or_exit()
     start, end = _window(since, until, default=timedelta(days=36500))
     where = _filter(settings, user, start, end, status=status, text=text, source=source)
-    rows, total = _read(
-        settings, "history", lambda store: log.page(store, where, limit=limit, offset=offset)
+    page = _read(
+        settings,
+        "history",
+        lambda store: service.queries_page(store, where, limit=limit, offset=offset),
     )
-    items = [LoggedQuery.model_validate(row) for row in rows]
     if as_json:
-        page = Page[LoggedQuery](items=items, total=total, limit=limit, offset=offset)
         sys.stdout.write(page.model_dump_json() + "\n")
         return
+    items, total = page.items, page.total
     emails = asyncio.run(_emails(settings, {item.user_id for item in items}))
     table = Table(caption=f"{len(items)} of {total} quer{'y' if total == 1 else 'ies'}")
     # The figures keep their width; a narrow terminal folds the email and the SQL.
@@ -204,23 +196,20 @@ def summary(
 ) -> None:
     """Counts, errors, p50/p95/p99 time, rows and bytes read per interval (default: the last
     24 hours), as GET /api/v1/analytics/queries/summary."""
-    from tablehouse.analytics import history as log
-    from tablehouse.analytics.schemas import QuerySummary, SummaryBucket, Times
+    from tablehouse.analytics import service
 
     _choice("--interval", interval, ("hour", "day"))
     settings = settings_or_exit()
     start, end = _window(since, until, default=timedelta(days=1))
     where = _filter(settings, user, start, end)
-    rows = _read(
+    answer = _read(
         settings,
         "summary",
-        lambda store: log.summary(store, where, interval="hour" if interval == "hour" else "day"),
+        lambda store: service.summary(
+            store, where, interval="hour" if interval == "hour" else "day"
+        ),
     )
-    buckets = [
-        SummaryBucket.model_validate({**row, "execution_time_ms": Times.of(row.pop("times"))})
-        for row in rows
-    ]
-    answer = QuerySummary(interval=interval, since=start, until=end, buckets=buckets)
+    buckets = answer.buckets
     if as_json:
         sys.stdout.write(answer.model_dump_json() + "\n")
         return

@@ -98,7 +98,7 @@ def query(
 
 def _log(settings: Settings, events: list[Event]) -> None:
     """Into the query log: directly, or through the spool of a server holding the store."""
-    from tablehouse.analytics.handoff import hand_off
+    from tablehouse.analytics.service import hand_off
 
     if not events or not settings.analytics_enabled:
         return
@@ -122,38 +122,24 @@ async def _answer(
     from pydantic import ValidationError
 
     from tablehouse.auth import service as auth_service
-    from tablehouse.core.database import create_read_engine, create_read_session_factory, read_uow
-    from tablehouse.core.limits import ConcurrencyLimit
-    from tablehouse.query import service, statements
+    from tablehouse.core.database import read_uow
+    from tablehouse.query import service
+    from tablehouse.query.dependencies import standalone_target
     from tablehouse.query.schemas import QueryRequest
 
     try:
         request = QueryRequest.model_validate(body)
     except ValidationError as exc:
         raise TablehouseError(exc.errors()[0]["msg"], code="invalid_request") from None
-    reads = create_read_engine(settings)
-    replica = settings.database_read_url
-    queries = create_read_engine(settings, replica=True) if replica else reads
-    target = service.target_for(
-        settings,
-        queries,
-        slots=ConcurrencyLimit(1, what="queries", code="too_many_concurrent_queries"),
-        events=events,
-        statement_cache=statements.statement_cache(settings),
-        check_threads=statements.check_threads(),
-        on_session_connection=not replica,
-        source="cli",
-    )
-    try:
-        async with read_uow(create_read_session_factory(reads)) as session:
-            user = await auth_service.user_by_email(session, email)
-            if user is None or not user.is_active:
-                raise TablehouseError(f"no active user with email {email}", code="unknown_user")
-            caller = auth_service.acting_as(user)
-            document = await service.answer(session, caller=caller, request=request, target=target)
-    finally:
-        await queries.dispose()
-        await reads.dispose()
+    async with (
+        standalone_target(settings, events, source="cli") as (sessions, target),
+        read_uow(sessions) as session,
+    ):
+        user = await auth_service.user_by_email(session, email)
+        if user is None or not user.is_active:
+            raise TablehouseError(f"no active user with email {email}", code="unknown_user")
+        caller = auth_service.acting_as(user)
+        document = await service.answer(session, caller=caller, request=request, target=target)
     parsed: dict[str, Any] = orjson.loads(document)
     return parsed
 

@@ -1,7 +1,11 @@
-"""The port that measured events leave through (query log, later request metrics).
+"""The ports measured events leave and come back through (query log, metrics samples).
 
 Producers hand an event over and go on: ``emit`` must never block or raise into the
-request that produced it. Until the analytics store is plugged in, events are logged.
+request that produced it. With ANALYTICS_ENABLED=false, events are logged.
+
+``EventPipeline`` is what the process keeps of the analytics domain (``Runtime.analytics``):
+the store events are read back from, and a report of where they are, for readiness; typed
+here so that the layers below the domains can hold it without importing one.
 """
 
 from __future__ import annotations
@@ -22,6 +26,24 @@ class Event(Protocol):
 
 class EventSink(Protocol):
     def emit(self, event: Event) -> None: ...
+
+
+class EventReader(Protocol):
+    """Where events are read back: ClickHouse SQL with server-side parameters."""
+
+    async def query(
+        self, sql: str, parameters: Mapping[str, Any] | None = None
+    ) -> list[dict[str, Any]]: ...
+
+
+class EventPipeline(Protocol):
+    """This process's analytics: the store events are read back from, and where they are now
+    (for readiness: status, counts, last error). Its sink is ``Runtime.events``."""
+
+    @property
+    def store(self) -> EventReader: ...
+
+    def report(self) -> Mapping[str, object]: ...
 
 
 class LoggingEventSink:

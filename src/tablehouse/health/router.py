@@ -1,34 +1,28 @@
+"""How this process runs: liveness and readiness (/health), and its Prometheus metrics
+(/metrics, where scrapers look)."""
+
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Protocol
-
-from fastapi import APIRouter, Request, Response
-from fastapi.security.utils import get_authorization_scheme_param
+from fastapi import APIRouter, Depends, Response
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from tablehouse.api.dependencies import RuntimeDep
-from tablehouse.api.runtime import Runtime
-from tablehouse.auth.dependencies import is_operator
+from tablehouse.api.responses import errors
 from tablehouse.health import service
-from tablehouse.health.schemas import AnalyticsState, Liveness, Readiness, ReadinessSummary
+from tablehouse.health.dependencies import ProbeToken, may_read_metrics
+from tablehouse.health.schemas import Liveness, Readiness, ReadinessSummary
+
+router = APIRouter()
 
 
-class Reports(Protocol):
-    """What the analytics part of the app tells readiness (set on ``app.state.analytics``)."""
-
-    def report(self) -> Mapping[str, object]: ...
-
-
-router = APIRouter(prefix="/health", tags=["health"])
-
-
-@router.get("", summary="Liveness: the process answers; touches no store")
+@router.get("/health", tags=["health"], summary="Liveness: the process answers; touches no store")
 async def liveness() -> Liveness:
     return Liveness()
 
 
 @router.get(
-    "/ready",
+    "/health/ready",
+    tags=["health"],
     summary="Readiness: every store this instance needs answers (details: METRICS_TOKEN or "
     "administrators)",
     responses={
@@ -36,35 +30,28 @@ async def liveness() -> Liveness:
     },
 )
 async def ready(
-    runtime: RuntimeDep, request: Request, response: Response
+    runtime: RuntimeDep, token: ProbeToken, response: Response
 ) -> Readiness | ReadinessSummary:
-    result = await _readiness(runtime, request)
+    result = await service.readiness_of(runtime)
     if result.status != "ok":
         response.status_code = 503
     # Versions, pools and the analytics store's address help an attacker more than a probe:
     # anyone else learns only whether each part is up.
-    token = _bearer_token(request)
-    if await is_operator(runtime, token, within=runtime.settings.db_connect_timeout):
+    if await service.may_see_details(runtime, token):
         return result
     return result.summary()
 
 
-def _bearer_token(request: Request) -> str | None:
-    """The token, read by hand: declared as security, the operation would read as one that
-    refuses anonymous callers, which a probe must never be."""
-    scheme, token = get_authorization_scheme_param(request.headers.get("Authorization"))
-    return token if scheme.lower() == "bearer" and token else None
-
-
-async def _readiness(runtime: Runtime, request: Request) -> Readiness:
-    replica = runtime.query_engine if runtime.query_engine is not runtime.read_engine else None
-    result = await service.readiness(
-        runtime.engine,
-        reads=runtime.read_engine,
-        replica=replica,
-        within=runtime.settings.db_connect_timeout,
-    )
-    analytics: Reports | None = getattr(request.app.state, "analytics", None)
-    if analytics is not None:
-        result.analytics = AnalyticsState.model_validate(analytics.report())
-    return result
+@router.get(
+    "/metrics",
+    tags=["metrics"],
+    summary="Prometheus metrics of this process (METRICS_TOKEN or administrators)",
+    response_class=Response,
+    responses={
+        200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}},
+        **errors(401, 403, 503),
+    },
+    dependencies=[Depends(may_read_metrics)],
+)
+async def prometheus(runtime: RuntimeDep) -> Response:
+    return Response(service.exposition(runtime), media_type=CONTENT_TYPE_LATEST)

@@ -1,4 +1,5 @@
-"""Readiness: can this instance serve requests that need its stores right now?"""
+"""Readiness (can this instance serve requests that need its stores right now?) and this
+process's metrics."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ import asyncio
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tablehouse.api.runtime import Runtime
+from tablehouse.auth.dependencies import is_operator
 from tablehouse.core.database import backend_of, pool_figures, server_version
-from tablehouse.health.schemas import DatabaseState, Readiness
+from tablehouse.health.schemas import AnalyticsState, DatabaseState, Readiness
 
 
 async def check_database(engine: AsyncEngine, *, within: float) -> DatabaseState:
@@ -43,3 +46,28 @@ async def readiness(
     return Readiness(
         status="ok" if ready else "unavailable", database=database, replica=replica_state
     )
+
+
+async def readiness_of(runtime: Runtime) -> Readiness:
+    """Readiness of this instance's databases, with where its analytics events are."""
+    replica = runtime.query_engine if runtime.query_engine is not runtime.read_engine else None
+    result = await readiness(
+        runtime.engine,
+        reads=runtime.read_engine,
+        replica=replica,
+        within=runtime.settings.db_connect_timeout,
+    )
+    if runtime.analytics is not None:
+        result.analytics = AnalyticsState.model_validate(runtime.analytics.report())
+    return result
+
+
+async def may_see_details(runtime: Runtime, token: str | None) -> bool:
+    """Whether the caller is an operator (METRICS_TOKEN, or an administrator's session checked
+    within DB_CONNECT_TIMEOUT); never raises, so a probe always gets its answer."""
+    return await is_operator(runtime, token, within=runtime.settings.db_connect_timeout)
+
+
+def exposition(runtime: Runtime) -> bytes:
+    """This process's metrics in Prometheus text format."""
+    return runtime.metrics.exposition()

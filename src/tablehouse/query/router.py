@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header
+from fastapi import APIRouter, Header
 from fastapi.responses import Response, StreamingResponse
 
-from tablehouse.api.dependencies import ReadSessionDep, RuntimeDep
+from tablehouse.api.dependencies import ReadSessionDep
 from tablehouse.api.paths import API_PREFIX
 from tablehouse.api.responses import AUTHENTICATED, WITH_BODY, errors
 from tablehouse.auth.dependencies import QueryAccess
 from tablehouse.query import service
+from tablehouse.query.dependencies import QueryTargetDep
 from tablehouse.query.schemas import QueryRequest, QueryResult
 
 router = APIRouter(prefix=API_PREFIX, tags=["query"], responses=AUTHENTICATED)
@@ -20,22 +21,6 @@ STREAM_TYPES: dict[str, service.StreamFormat] = {
     "text/csv": "csv",
     "application/x-ndjson": "ndjson",
 }
-
-
-async def get_target(runtime: RuntimeDep) -> service.QueryTarget:
-    settings = runtime.settings
-    return service.target_for(
-        settings,
-        runtime.query_engine,
-        slots=runtime.query_slots,
-        events=runtime.events,
-        statement_cache=runtime.query_statements,
-        check_threads=runtime.query_check_threads,
-        on_session_connection=not settings.database_read_url,
-    )
-
-
-Target = Annotated[service.QueryTarget, Depends(get_target)]
 
 
 def _stream_format(accept: str | None) -> service.StreamFormat | None:
@@ -72,7 +57,7 @@ async def run_query(
     body: QueryRequest,
     caller: QueryAccess,
     session: ReadSessionDep,
-    target: Target,
+    target: QueryTargetDep,
     accept: _Accept = None,
 ) -> Response:
     form = _stream_format(accept)
@@ -98,7 +83,7 @@ async def run_query(
     },
 )
 async def run_query_csv(
-    body: QueryRequest, caller: QueryAccess, session: ReadSessionDep, target: Target
+    body: QueryRequest, caller: QueryAccess, session: ReadSessionDep, target: QueryTargetDep
 ) -> Response:
     return await _streamed(body, caller, session, target, "csv")
 
@@ -107,7 +92,7 @@ async def _streamed(
     body: QueryRequest,
     caller: QueryAccess,
     session: ReadSessionDep,
-    target: Target,
+    target: QueryTargetDep,
     form: service.StreamFormat,
 ) -> Response:
     query_id, chunks = await service.stream(

@@ -1,4 +1,5 @@
-"""Reading the query log and the metrics back: one ClickHouse statement per question.
+"""Every ClickHouse statement the analytics reads make: the query log and the metrics, one
+statement per question (the writes are the pipeline's, the tables the store's migrations).
 
 Every value reaches ClickHouse as a server-side parameter (``{name:Type}``); the only words
 formatted into the SQL come from fixed choices (the bucket unit, the aggregate function).
@@ -9,13 +10,11 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
-from tablehouse.analytics.store import AnalyticsStore
+from tablehouse.analytics.schemas import Aggregation, Interval, Source
+from tablehouse.core.events import EventReader
 
-Interval = Literal["hour", "day"]
-Aggregation = Literal["avg", "sum", "min", "max", "count", "p50", "p95", "p99"]
-Source = Literal["api", "cli"]
 QUERY_LOG_COLUMNS = (
     "query_id, user_id, query_text, status, error, execution_time_us, rows_read, bytes_read, "
     "timestamp, source"
@@ -73,7 +72,7 @@ class QueryFilter:
 
 
 async def page(
-    store: AnalyticsStore, where: QueryFilter, *, limit: int, offset: int
+    store: EventReader, where: QueryFilter, *, limit: int, offset: int
 ) -> tuple[list[dict[str, Any]], int]:
     condition, parameters = where.where()
     rows = await store.query(
@@ -88,7 +87,7 @@ async def page(
 
 
 async def one(
-    store: AnalyticsStore,
+    store: EventReader,
     query_id: uuid.UUID,
     *,
     user_id: uuid.UUID | None,
@@ -108,7 +107,7 @@ async def one(
 
 
 async def summary(
-    store: AnalyticsStore, where: QueryFilter, *, interval: Interval
+    store: EventReader, where: QueryFilter, *, interval: Interval
 ) -> list[dict[str, Any]]:
     """Per bucket: count, errors (any status but ok), p50/p95/p99 time, rows and bytes read."""
     condition, parameters = where.where()
@@ -123,7 +122,7 @@ async def summary(
     return [_in_ms(row) for row in rows]
 
 
-async def slowest(store: AnalyticsStore, where: QueryFilter, *, limit: int) -> list[dict[str, Any]]:
+async def slowest(store: EventReader, where: QueryFilter, *, limit: int) -> list[dict[str, Any]]:
     condition, parameters = where.where()
     rows = await store.query(
         f"SELECT {QUERY_LOG_COLUMNS} FROM query_logs WHERE {condition} "
@@ -133,7 +132,7 @@ async def slowest(store: AnalyticsStore, where: QueryFilter, *, limit: int) -> l
     return [_logged(row) for row in rows]
 
 
-async def by_user(store: AnalyticsStore, where: QueryFilter, *, limit: int) -> list[dict[str, Any]]:
+async def by_user(store: EventReader, where: QueryFilter, *, limit: int) -> list[dict[str, Any]]:
     condition, parameters = where.where()
     rows = await store.query(
         "SELECT user_id, count() AS count, countIf(status != 'ok') AS errors, "
@@ -157,7 +156,7 @@ def _in_ms(row: dict[str, Any]) -> dict[str, Any]:
 
 
 async def metric_series(
-    store: AnalyticsStore,
+    store: EventReader,
     *,
     name: str,
     since: datetime,

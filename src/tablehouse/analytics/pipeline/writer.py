@@ -55,8 +55,8 @@ from typing import Any, Protocol
 
 import structlog
 
-from tablehouse.analytics.spool import Spool, letters
-from tablehouse.analytics.tables import DEFAULT_TABLES, TableSpec
+from tablehouse.analytics.pipeline.spool import Spool, letters
+from tablehouse.analytics.store.tables import DEFAULT_TABLES, TableSpec
 from tablehouse.core.events import Event
 
 log = structlog.get_logger(__name__)

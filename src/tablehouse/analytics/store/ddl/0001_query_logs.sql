@@ -1,5 +1,5 @@
 -- One row per SQL query run through Tablehouse (SPEC: "Query log and analytics").
--- Rendered by tablehouse.analytics.schema: ${database}, ${on_cluster}, ${engine} and the TTL
+-- Rendered by tablehouse.analytics.store.migrations: ${database}, ${on_cluster}, ${engine} and the TTL
 -- come from settings. Every statement must stay rerunnable (IF NOT EXISTS).
 --
 -- ORDER BY (user_id, timestamp, query_id): a user's history over a time range is one

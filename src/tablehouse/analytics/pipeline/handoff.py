@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tablehouse.analytics.lifecycle import prepare, store_target
-from tablehouse.analytics.store import AnalyticsStore, StoreLocked
-from tablehouse.analytics.writer import EventWriter, WriterSettings, describe
+from tablehouse.analytics.pipeline.lifecycle import prepare, store_target
+from tablehouse.analytics.pipeline.writer import EventWriter, WriterSettings, describe
+from tablehouse.analytics.store.client import AnalyticsStore, StoreLocked
 from tablehouse.config import Settings
 from tablehouse.core.events import Event
 

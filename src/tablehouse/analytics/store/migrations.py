@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from importlib import resources
 from string import Template
 
-from tablehouse.analytics.store import AnalyticsStore, quote
+from tablehouse.analytics.store.client import AnalyticsStore, quote
 
 MIGRATIONS_TABLE = "schema_migrations"
 # How many recent insert tokens a table remembers: a resent batch older than this many
@@ -63,7 +63,7 @@ def migrations(
         database, cluster, query_log_ttl_days=query_log_ttl_days, metrics_ttl_days=metrics_ttl_days
     )
     found: dict[int, Migration] = {}
-    for item in resources.files("tablehouse.analytics").joinpath("ddl").iterdir():
+    for item in resources.files("tablehouse.analytics.store").joinpath("ddl").iterdir():
         match = _FILE.match(item.name)
         if match is None:
             continue

@@ -14,10 +14,10 @@ from typing import Any, ClassVar
 
 import structlog
 
-from tablehouse.analytics.schema import apply_ttl, migrate
-from tablehouse.analytics.spool import SlotBusy, waiting_slots
-from tablehouse.analytics.store import AnalyticsStore, StoreTarget, StoreUnavailable
-from tablehouse.analytics.writer import BatchStore, EventWriter, WriterSettings, describe
+from tablehouse.analytics.pipeline.spool import SlotBusy, waiting_slots
+from tablehouse.analytics.pipeline.writer import BatchStore, EventWriter, WriterSettings, describe
+from tablehouse.analytics.store.client import AnalyticsStore, StoreTarget, StoreUnavailable
+from tablehouse.analytics.store.migrations import apply_ttl, migrate
 from tablehouse.config import Settings
 from tablehouse.core.metrics import Metrics
 

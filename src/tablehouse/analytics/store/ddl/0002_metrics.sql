@@ -1,5 +1,5 @@
 -- Server metrics: request counts and latencies, pool gauges, ingest counts.
--- Rendered by tablehouse.analytics.schema (see 0001_query_logs.sql for the placeholders).
+-- Rendered by tablehouse.analytics.store.migrations (see 0001_query_logs.sql for the placeholders).
 --
 -- ORDER BY (metric_name, timestamp): reads are "this metric over this time range".
 -- PARTITION BY month with a TTL, and a deduplication window, as for query_logs.

@@ -4,7 +4,7 @@
 -- Rows logged before this migration read as 'api' (the only source then) and as their
 -- milliseconds times 1000: ClickHouse computes a DEFAULT when it reads a part written
 -- before the column existed, so old rows keep summarising in whole milliseconds.
--- Rendered by tablehouse.analytics.schema (see 0001_query_logs.sql for the placeholders).
+-- Rendered by tablehouse.analytics.store.migrations (see 0001_query_logs.sql for the placeholders).
 ALTER TABLE ${database}.query_logs${on_cluster}
     ADD COLUMN IF NOT EXISTS execution_time_us UInt64 DEFAULT toUInt64(execution_time_ms) * 1000,
     ADD COLUMN IF NOT EXISTS source LowCardinality(String) DEFAULT 'api';
