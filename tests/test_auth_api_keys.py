@@ -16,7 +16,7 @@ from tablehouse.auth.dependencies import ReadAccess, WriteAccess
 from tablehouse.auth.models import ApiKey, User
 from tablehouse.config import Settings
 from tablehouse.core.database import create_engine
-from tablehouse.core.tokens import hash_token
+from tablehouse.core.security.tokens import hash_token
 from tests.accounts import PASSWORD, bearer, login, signed_up
 
 KEYS = "/api/v1/auth/api-keys"

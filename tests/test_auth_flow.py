@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from tablehouse.api.runtime import Runtime
 from tablehouse.auth.models import User
-from tablehouse.core.passwords import Passwords
+from tablehouse.core.security.passwords import Passwords
 from tests.accounts import PASSWORD, bearer, login, register, signed_up
 
 API = "/api/v1"

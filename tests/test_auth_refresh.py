@@ -8,10 +8,13 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
+from tablehouse.app import create_app
 from tablehouse.config import Settings
 from tests import databases
 from tests.accounts import bearer, signed_up
+from tests.clocks import MovingClock
 
 REFRESH = "/api/v1/auth/refresh"
 ME = "/api/v1/users/me"
@@ -23,6 +26,16 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
     return databases.settings_for(
         database_url, tmp_path / "data", refresh_reuse_grace_seconds=GRACE_SECONDS
     )
+
+
+@pytest.fixture
+def clock() -> MovingClock:
+    return MovingClock()
+
+
+@pytest.fixture
+def app(settings: Settings, clock: MovingClock) -> FastAPI:
+    return create_app(settings, clock=clock)
 
 
 async def _refresh(client: httpx.AsyncClient, token: str) -> httpx.Response:
@@ -37,13 +50,13 @@ async def _rotate(client: httpx.AsyncClient, pair: dict[str, Any]) -> dict[str, 
 
 
 async def test_replaying_an_old_refresh_token_revokes_the_whole_session(
-    client: httpx.AsyncClient,
+    client: httpx.AsyncClient, clock: MovingClock
 ) -> None:
     first = await signed_up(client, "eve@example.com")
     pairs = [first]
     for _ in range(3):
         pairs.append(await _rotate(client, pairs[-1]))
-    await asyncio.sleep(GRACE_SECONDS + 0.2)
+    clock.advance(GRACE_SECONDS + 0.2)
 
     replay = await _refresh(client, first["refresh_token"])
     assert replay.status_code == 401
@@ -56,11 +69,13 @@ async def test_replaying_an_old_refresh_token_revokes_the_whole_session(
         assert (await _refresh(client, pair["refresh_token"])).status_code == 401
 
 
-async def test_reuse_revokes_only_that_session(client: httpx.AsyncClient) -> None:
+async def test_reuse_revokes_only_that_session(
+    client: httpx.AsyncClient, clock: MovingClock
+) -> None:
     stolen = await signed_up(client, "victim@example.com")
     laptop = await signed_up(client, "victim2@example.com")
     await _rotate(client, stolen)
-    await asyncio.sleep(GRACE_SECONDS + 0.2)
+    clock.advance(GRACE_SECONDS + 0.2)
     assert (await _refresh(client, stolen["refresh_token"])).status_code == 401
     assert (await client.get(ME, headers=bearer(laptop["access_token"]))).status_code == 200
 

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from tablehouse.auth import throttle
+from tablehouse.auth.credentials import throttle
 from tablehouse.auth.schemas import LoginThrottledBody
 from tablehouse.cli.common import in_unit_of_work
 from tablehouse.config import Settings
+from tablehouse.core.database import WriteSession
 from tablehouse.core.models import utc_now
 from tests.accounts import PASSWORD, login, register
 from tests.databases import settings_for
@@ -201,7 +201,7 @@ async def test_the_address_back_off_doubles_with_each_failure_past_the_limit(
     settings = settings.model_copy(update={"login_address_backoff_seconds": 4})
     address, start = "203.0.113.9", utc_now()
 
-    async def allowed(session: AsyncSession, email: str, after_seconds: int) -> str:
+    async def allowed(session: WriteSession, email: str, after_seconds: int) -> str:
         try:
             await throttle.ensure_allowed(
                 session,
@@ -214,7 +214,7 @@ async def test_the_address_back_off_doubles_with_each_failure_past_the_limit(
             return f"{refused.limit}, retry after {refused.retry_after_seconds} s"
         return "checked"
 
-    async def work(session: AsyncSession) -> list[str]:
+    async def work(session: WriteSession) -> list[str]:
         past_limit = settings.login_max_failures_per_address + 2
         for n in range(past_limit):
             await throttle.record_failure(

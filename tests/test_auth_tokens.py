@@ -20,7 +20,7 @@ from fastapi import FastAPI
 from tablehouse.api.runtime import Runtime
 from tablehouse.app import create_app
 from tablehouse.config import load_settings
-from tablehouse.core.security import jwt_signing_secret
+from tablehouse.core.security.jwt_secret import jwt_signing_secret
 from tablehouse.errors import SettingsError
 from tests import databases
 from tests.accounts import bearer, signed_up

@@ -17,7 +17,7 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from structlog.testing import capture_logs
 
 from tablehouse.config import Settings, load_settings
-from tablehouse.core.mailer import (
+from tablehouse.core.mail import (
     MailDeliveryError,
     MailMessage,
     OutboxMailer,

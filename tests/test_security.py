@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tablehouse.config import load_settings
-from tablehouse.core.security import JWT_SECRET_FILE, jwt_signing_secret
+from tablehouse.core.security.jwt_secret import JWT_SECRET_FILE, jwt_signing_secret
 from tablehouse.errors import SettingsError
 
 

@@ -34,11 +34,12 @@ from tablehouse.core.database import (
 from tablehouse.core.events import LoggingEventSink
 from tablehouse.core.limits import ConcurrencyLimit
 from tablehouse.core.logging import configure_logging
-from tablehouse.core.mailer import create_mailer
+from tablehouse.core.mail import create_mailer
 from tablehouse.core.metrics import Metrics
-from tablehouse.core.passwords import Passwords
-from tablehouse.core.security import jwt_signing_secret
-from tablehouse.core.tokens import TokenCodec
+from tablehouse.core.security.jwt_secret import jwt_signing_secret
+from tablehouse.core.security.passwords import Passwords
+from tablehouse.core.security.tokens import TokenCodec
+from tablehouse.core.times import Clock, system_clock
 from tablehouse.errors import TablehouseError
 from tablehouse.query import service as query_service
 from tablehouse.query.schemas import state_limits
@@ -53,14 +54,16 @@ YOUNG_COLLECTION_THRESHOLD = 20_000
 log = structlog.get_logger(__name__)
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(settings: Settings, *, clock: Clock = system_clock) -> FastAPI:
+    """The app for ``settings``; ``clock`` tells requests the time (tests move their own)."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engines = _Engines(settings)
         metrics.watch_pools(engines.named())
         analytics = Analytics(settings, metrics) if settings.analytics_enabled else None
         try:
-            app.state.runtime = await _start(settings, engines, analytics, metrics)
+            app.state.runtime = await _start(settings, engines, analytics, metrics, clock)
             yield
             log.info("app.stopping")
         finally:
@@ -146,7 +149,11 @@ class _Engines:
 
 
 async def _start(
-    settings: Settings, engines: _Engines, analytics: Analytics | None, metrics: Metrics
+    settings: Settings,
+    engines: _Engines,
+    analytics: Analytics | None,
+    metrics: Metrics,
+    clock: Clock,
 ) -> Runtime:
     attempts, delay = settings.db_startup_attempts, settings.db_startup_retry_delay
     try:
@@ -177,6 +184,7 @@ async def _start(
         gc.set_threshold(YOUNG_COLLECTION_THRESHOLD, middle, oldest)
     return Runtime(
         settings=settings,
+        clock=clock,
         backend=backend_of(engines.main),
         engine=engines.main,
         session_factory=create_session_factory(engines.main),

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 from tablehouse.analytics.router import router as analytics_router
 from tablehouse.auth.router import router as auth_router
-from tablehouse.auth.users_router import router as users_router
+from tablehouse.auth.router import users_router
 from tablehouse.datasets.router import router as datasets_router
 from tablehouse.health.router import router as health_router
 from tablehouse.query.router import router as query_router

@@ -14,15 +14,17 @@ from tablehouse.core.cache import SizedCache
 from tablehouse.core.database import Backend, ReadSessionFactory, WriteSessionFactory
 from tablehouse.core.events import EventPipeline, EventSink
 from tablehouse.core.limits import ConcurrencyLimit
-from tablehouse.core.mailer import Mailer
+from tablehouse.core.mail import Mailer
 from tablehouse.core.metrics import Metrics
-from tablehouse.core.passwords import Passwords
-from tablehouse.core.tokens import TokenCodec
+from tablehouse.core.security.passwords import Passwords
+from tablehouse.core.security.tokens import TokenCodec
+from tablehouse.core.times import Clock
 
 
 @dataclass(frozen=True, slots=True)
 class Runtime:
     settings: Settings
+    clock: Clock  # what time it is for requests (Now) and authentication
     backend: Backend  # of every engine below: a replica runs the same database
     engine: AsyncEngine
     session_factory: WriteSessionFactory

@@ -1,26 +1,36 @@
-"""Who is calling: reusable dependencies for every router that needs an identity."""
+"""Who is calling, and what time it is: reusable dependencies for every router that needs them.
+
+There is one way a request is authenticated, ``authenticate`` below, on the runtime's clock:
+the dependencies (``CurrentPrincipal``, the scopes, ``require_scope_before_body``) and
+``is_operator`` all go through it.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import hmac
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated, cast
 
-from fastapi import Depends, Request
+import structlog
+from fastapi import BackgroundTasks, Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.exc import SQLAlchemyError
 
 from tablehouse.api.dependencies import RequestSession, RuntimeDep
 from tablehouse.api.runtime import Runtime
-from tablehouse.auth import principal
+from tablehouse.auth import service
 from tablehouse.auth.models import Scope
 from tablehouse.auth.principal import Principal
-from tablehouse.auth.sessions import Client, Issuer
+from tablehouse.auth.schemas import Client
 from tablehouse.config import Settings
-from tablehouse.core.database import ReadSession, WriteSession, read_uow, uow
+from tablehouse.core.database import ReadSession, read_uow, uow
+from tablehouse.core.mail import MailDeliveryError, Mailer, MailMessage
 from tablehouse.errors import Forbidden, NotAuthenticated, TablehouseError
+
+log = structlog.get_logger(__name__)
 
 # auto_error=False: a missing token gets our own 401 body, not FastAPI's. The same header
 # also carries API keys: the document declares it as HTTP bearer too (api/security_schemes.py).
@@ -33,19 +43,20 @@ bearer = OAuth2PasswordBearer(
     ),
 )
 
-
-async def utc_now() -> datetime:
-    return datetime.now(UTC)
+BearerToken = Annotated[str | None, Depends(bearer)]
 
 
-Now = Annotated[datetime, Depends(utc_now)]
+def _runtime(request: Request) -> Runtime:
+    # Straight from the app, not as a dependency: one fewer to resolve per request.
+    return cast(Runtime, request.app.state.runtime)
 
 
-async def get_issuer(runtime: RuntimeDep) -> Issuer:
-    return Issuer(codec=runtime.tokens, settings=runtime.settings)
+async def current_time(request: Request) -> datetime:
+    """The runtime's clock (``create_app(clock=...)``), read once for the request."""
+    return _runtime(request).clock()
 
 
-IssuerDep = Annotated[Issuer, Depends(get_issuer)]
+Now = Annotated[datetime, Depends(current_time)]
 
 
 async def get_client(request: Request) -> Client:
@@ -58,52 +69,24 @@ async def get_client(request: Request) -> Client:
 ClientDep = Annotated[Client, Depends(get_client)]
 
 
-BearerToken = Annotated[str | None, Depends(bearer)]
-
-
-async def _authenticated(request: Request, session: ReadSession, token: str | None) -> Principal:
+async def authenticate(runtime: Runtime, session: ReadSession, token: str | None) -> Principal:
+    """The one way a request's caller is known: the bearer ``token`` checked at the runtime's
+    clock. Its use is recorded when ``session`` may write (``service.authenticate``)."""
     if not token:
         raise NotAuthenticated("sign in: send 'Authorization: Bearer <token>'")
-    runtime = cast(Runtime, request.app.state.runtime)
-    return await principal.authenticate(
-        session,
-        codec=runtime.tokens,
-        token=token,
-        idle_timeout=runtime.idle_timeout,
-        now=datetime.now(UTC),
-        record_use=isinstance(session, WriteSession),
-    )
+    return await service.authenticate(session, runtime, token=token, now=runtime.clock())
 
 
+# Every authenticated request resolves this, so it takes as few dependencies as it can (each
+# costs FastAPI some work per request): the request's session and the bearer token.
 async def current_principal(
-    request: Request,
-    session: ReadSession,
-    runtime: RuntimeDep,
-    now: Now,
-    token: BearerToken,
-) -> Principal:
-    """The caller, for code that has its runtime and clock at hand (the metrics endpoint)."""
-    if not token:
-        raise NotAuthenticated("sign in: send 'Authorization: Bearer <token>'")
-    return await principal.authenticate(
-        session,
-        codec=runtime.tokens,
-        token=token,
-        idle_timeout=runtime.idle_timeout,
-        now=now,
-        record_use=isinstance(session, WriteSession),
-    )
-
-
-# Every authenticated request resolves one of these, so they take as few dependencies as
-# they can (each costs FastAPI some work per request): the session and the bearer token.
-async def caller_principal(
     request: Request, session: RequestSession, token: BearerToken
 ) -> Principal:
-    return await _authenticated(request, session, token)
+    """The caller."""
+    return await authenticate(_runtime(request), session, token)
 
 
-CurrentPrincipal = Annotated[Principal, Depends(caller_principal)]
+CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
 
 
 async def current_user(caller: CurrentPrincipal) -> Principal:
@@ -135,7 +118,7 @@ def require_scope(scope: Scope) -> Callable[..., Awaitable[Principal]]:
     """The caller, who must hold ``scope`` (a login session holds every scope)."""
 
     async def check(request: Request, session: RequestSession, token: BearerToken) -> Principal:
-        return _holding(scope, await _authenticated(request, session, token))
+        return _holding(scope, await authenticate(_runtime(request), session, token))
 
     return check
 
@@ -146,9 +129,9 @@ def require_scope_before_body(scope: Scope) -> Callable[..., Awaitable[Principal
     database, so that no lock or pooled connection is held while the client sends it."""
 
     async def check(request: Request, token: BearerToken) -> Principal:
-        runtime = cast(Runtime, request.app.state.runtime)
+        runtime = _runtime(request)
         async with uow(runtime.session_factory) as session:
-            caller = await _authenticated(request, session, token)
+            caller = await authenticate(runtime, session, token)
         return _holding(scope, caller)
 
     return check
@@ -180,14 +163,34 @@ async def is_operator(runtime: Runtime, token: str | None, *, within: float) -> 
         return True
     try:
         async with asyncio.timeout(within), read_uow(runtime.read_session_factory) as session:
-            caller = await principal.authenticate(
-                session,
-                codec=runtime.tokens,
-                token=token,
-                idle_timeout=runtime.idle_timeout,
-                now=datetime.now(UTC),
-                record_use=False,
-            )
+            caller = await authenticate(runtime, session, token)
     except (TablehouseError, SQLAlchemyError, OSError, TimeoutError):
         return False
     return caller.is_admin and caller.session_id is not None
+
+
+@dataclass(frozen=True, slots=True)
+class MailAfterResponse:
+    """Account mail, sent once the response has gone: its timing reveals nothing (whether an
+    address has an account), and a failed delivery is logged, never the request's failure."""
+
+    tasks: BackgroundTasks
+    mailer: Mailer
+
+    def send(self, message: MailMessage | None) -> None:
+        if message is not None:
+            self.tasks.add_task(_deliver, self.mailer, message)
+
+
+async def _deliver(mailer: Mailer, message: MailMessage) -> None:
+    try:
+        await mailer.send(message)
+    except MailDeliveryError as exc:
+        log.error("mail.failed", to=message.to, subject=message.subject, error=str(exc))
+
+
+async def get_mail_after_response(tasks: BackgroundTasks, runtime: RuntimeDep) -> MailAfterResponse:
+    return MailAfterResponse(tasks, runtime.mailer)
+
+
+MailAfterResponseDep = Annotated[MailAfterResponse, Depends(get_mail_after_response)]

@@ -1,17 +1,28 @@
-"""Every account query. Functions take a session and flush; they never commit."""
+"""Every account query. Functions take a session and flush; they never commit. Those that
+only read take a ``ReadSession``, those that write a ``WriteSession``."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Result, Select, bindparam, delete, func, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import (
+    Connection,
+    CursorResult,
+    Result,
+    Row,
+    Select,
+    bindparam,
+    delete,
+    func,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session, joinedload
 
-from tablehouse.auth.identity import AccountRecord, KeyCredential, SessionCredential
 from tablehouse.auth.models import (
     ApiKey,
     AuthSession,
@@ -22,6 +33,9 @@ from tablehouse.auth.models import (
     TokenPurpose,
     User,
 )
+from tablehouse.auth.schemas import USER_FIELDS, UserRead
+from tablehouse.core import query_roles
+from tablehouse.core.database import Backend, ReadSession, WriteSession, backend_of
 
 
 def _rowcount(result: Result[Any]) -> int:
@@ -29,16 +43,16 @@ def _rowcount(result: Result[Any]) -> int:
     return int(cast(CursorResult[Any], result).rowcount)
 
 
-async def user_by_email(session: AsyncSession, email: str) -> User | None:
+async def user_by_email(session: ReadSession, email: str) -> User | None:
     return await session.scalar(select(User).where(User.email == email))
 
 
-async def user_by_id(session: AsyncSession, user_id: uuid.UUID) -> User | None:
+async def user_by_id(session: ReadSession, user_id: uuid.UUID) -> User | None:
     return await session.get(User, user_id)
 
 
 async def list_users(
-    session: AsyncSession,
+    session: ReadSession,
     *,
     limit: int,
     offset: int,
@@ -60,94 +74,133 @@ async def list_users(
     return list(page), int(total or 0)
 
 
-async def add(session: AsyncSession, row: object) -> None:
+async def add(session: WriteSession, row: object) -> None:
     session.add(row)
     await session.flush()
 
 
-# Every authenticated request runs one of these two: Core statements built once, returning
-# plain values (no ORM loading, no identity map), on the unit of work's connection.
+async def save(session: WriteSession) -> None:
+    """Write the changes made to the rows this session loaded."""
+    await session.flush()
+
+
+async def delete_user(session: WriteSession, user: User, *, query_role: str | None) -> None:
+    """Delete ``user`` (their rows go with them); on PostgreSQL their query role too, of
+    QUERY_DATABASE_ROLE ``query_role``, in the same transaction."""
+    await session.delete(user)
+    await session.flush()
+    if query_role is not None:
+        role = query_roles.owner_role(query_role, user.id)
+        await session.run_sync(lambda sync: _drop_role(sync.connection(), role))
+
+
+def _drop_role(connection: Connection, role: str) -> None:
+    if backend_of(connection) is Backend.POSTGRESQL:
+        query_roles.drop(connection, role)
+
+
+# Every authenticated request reads its credential and user with one of these two: Core
+# statements built once, returning plain values (no ORM loading, no identity map), on the unit
+# of work's connection. Each statement is built from the declared fields (the credential's
+# dataclass, then UserRead's), each column the one of the field's name, and each row is read
+# back by zipping it with those same names: no list of columns is written out by hand, so
+# none can fall out of step with the fields (two same-typed columns swapped would swap values
+# silently). The labels name the fields in the result too.
 _users = User.__table__
 _sessions = AuthSession.__table__
 _api_keys = ApiKey.__table__
-_ACCOUNT = (
-    _users.c.id,
-    _users.c.email,
-    _users.c.full_name,
-    _users.c.role,
-    _users.c.is_active,
-    _users.c.is_verified,
-    _users.c.created_at,
-    _users.c.last_login_at,
-)
+_USER_LABEL = "user__"  # user_id is a credential column already
+_USER_COLUMNS = tuple(_users.c[name].label(_USER_LABEL + name) for name in USER_FIELDS)
+
+
+@dataclass(frozen=True, slots=True)
+class SessionCredential:
+    """A login session as an access token is checked against it."""
+
+    id: uuid.UUID
+    user_id: uuid.UUID
+    access_token_hash: str
+    is_revoked: bool
+    expires_at: datetime
+    idle_expires_at: datetime
+    last_used_at: datetime
+    user: UserRead
+
+
+@dataclass(frozen=True, slots=True)
+class KeyCredential:
+    """An API key as a request presenting it is checked against it."""
+
+    id: uuid.UUID
+    key_hash: str
+    scopes: list[str]
+    dataset_names: list[str] | None
+    expires_at: datetime | None
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+    user: UserRead
+
+
+def _own_fields(credential: type[SessionCredential | KeyCredential]) -> tuple[str, ...]:
+    return tuple(field.name for field in fields(credential) if field.name != "user")
+
+
+_SESSION_FIELDS = _own_fields(SessionCredential)
+_KEY_FIELDS = _own_fields(KeyCredential)
 _SESSION_CREDENTIAL = (
-    select(
-        _sessions.c.id,
-        _sessions.c.user_id,
-        _sessions.c.access_token_hash,
-        _sessions.c.is_revoked,
-        _sessions.c.expires_at,
-        _sessions.c.idle_expires_at,
-        _sessions.c.last_used_at,
-        *_ACCOUNT,
-    )
+    select(*(_sessions.c[name].label(name) for name in _SESSION_FIELDS), *_USER_COLUMNS)
     .join_from(_sessions, _users, _sessions.c.user_id == _users.c.id)
     .where(_sessions.c.id == bindparam("session_id"))
 )
 _KEY_CREDENTIAL = (
-    select(
-        _api_keys.c.id,
-        _api_keys.c.key_hash,
-        _api_keys.c.scopes,
-        _api_keys.c.dataset_names,
-        _api_keys.c.expires_at,
-        _api_keys.c.last_used_at,
-        _api_keys.c.revoked_at,
-        *_ACCOUNT,
-    )
+    select(*(_api_keys.c[name].label(name) for name in _KEY_FIELDS), *_USER_COLUMNS)
     .join_from(_api_keys, _users, _api_keys.c.user_id == _users.c.id)
     .where(_api_keys.c.prefix == bindparam("prefix"))
 )
 
 
 async def session_credential(
-    session: AsyncSession, session_id: uuid.UUID
+    session: ReadSession, session_id: uuid.UUID
 ) -> SessionCredential | None:
     """The login session ``session_id`` and its user, as an access token is checked."""
     row = await session.run_sync(_first, _SESSION_CREDENTIAL, {"session_id": session_id})
     if row is None:
         return None
-    login_id, user_id, token_hash, revoked, expires, idle_expires, used, *account = row
+    own = len(_SESSION_FIELDS)
     return SessionCredential(
-        login_id, user_id, token_hash, revoked, expires, idle_expires, used, _account(account)
+        **dict(zip(_SESSION_FIELDS, row[:own], strict=True)), user=_user(row[own:])
     )
 
 
-async def api_key_credential(session: AsyncSession, prefix: str) -> KeyCredential | None:
+async def api_key_credential(session: ReadSession, prefix: str) -> KeyCredential | None:
     """The API key with ``prefix`` and its user, as a request presenting it is checked."""
     row = await session.run_sync(_first, _KEY_CREDENTIAL, {"prefix": prefix})
     if row is None:
         return None
-    key_id, key_hash, scopes, datasets, expires, used, revoked, *account = row
-    return KeyCredential(
-        key_id, key_hash, scopes, datasets, expires, used, revoked, _account(account)
-    )
+    own = len(_KEY_FIELDS)
+    return KeyCredential(**dict(zip(_KEY_FIELDS, row[:own], strict=True)), user=_user(row[own:]))
 
 
 def _first(
     sync_session: Session, statement: Select[Any], params: dict[str, Any]
-) -> Sequence[Any] | None:
+) -> Row[Any] | None:
     """The first row of a Core statement on the session's connection, in one hop into
     SQLAlchemy's synchronous side (checking out the connection and executing together)."""
     return sync_session.connection().execute(statement, params).first()
 
 
-def _account(values: list[Any]) -> AccountRecord:
-    user_id, email, full_name, role, active, verified, created, last_login = values
-    return AccountRecord(user_id, email, full_name, role, active, verified, created, last_login)
+def _user(values: Sequence[Any]) -> UserRead:
+    """A user from the values of ``_USER_COLUMNS``, in their order."""
+    return UserRead.model_validate(dict(zip(USER_FIELDS, values, strict=True)))
 
 
-async def touch_api_key(session: AsyncSession, key_id: uuid.UUID, *, now: datetime) -> None:
+async def user_read_by_email(session: ReadSession, email: str) -> UserRead | None:
+    """The user with ``email``, as a request's caller is known (for the CLI's commands)."""
+    row = (await session.execute(select(*_USER_COLUMNS).where(_users.c.email == email))).first()
+    return None if row is None else _user(row)
+
+
+async def touch_api_key(session: WriteSession, key_id: uuid.UUID, *, now: datetime) -> None:
     await session.execute(
         update(ApiKey)
         .where(ApiKey.id == key_id)
@@ -165,7 +218,7 @@ _SESSION_WITH_USER = (
 
 
 async def session_with_user(
-    session: AsyncSession, session_id: uuid.UUID, *, fresh: bool = False
+    session: ReadSession, session_id: uuid.UUID, *, fresh: bool = False
 ) -> AuthSession | None:
     """``fresh`` re-reads a row this session may hold already (another request changed it)."""
     statement = (
@@ -176,7 +229,7 @@ async def session_with_user(
     return await session.scalar(statement, {"session_id": session_id})
 
 
-async def session_by_refresh_hash(session: AsyncSession, token_hash: str) -> AuthSession | None:
+async def session_by_refresh_hash(session: ReadSession, token_hash: str) -> AuthSession | None:
     return await session.scalar(
         select(AuthSession)
         .options(joinedload(AuthSession.user))
@@ -185,7 +238,7 @@ async def session_by_refresh_hash(session: AsyncSession, token_hash: str) -> Aut
 
 
 async def retired_refresh_token(
-    session: AsyncSession, token_hash: str
+    session: ReadSession, token_hash: str
 ) -> RefreshTokenHistory | None:
     return await session.scalar(
         select(RefreshTokenHistory).where(RefreshTokenHistory.token_hash == token_hash)
@@ -193,7 +246,7 @@ async def retired_refresh_token(
 
 
 async def rotate_session(
-    session: AsyncSession,
+    session: WriteSession,
     *,
     session_id: uuid.UUID,
     expected_refresh_hash: str,
@@ -217,7 +270,7 @@ async def rotate_session(
 
 
 async def active_sessions(
-    session: AsyncSession, user_id: uuid.UUID, now: datetime
+    session: ReadSession, user_id: uuid.UUID, now: datetime
 ) -> list[AuthSession]:
     rows = await session.scalars(
         select(AuthSession)
@@ -233,7 +286,7 @@ async def active_sessions(
 
 
 async def revoke_sessions(
-    session: AsyncSession,
+    session: WriteSession,
     *,
     user_id: uuid.UUID,
     reason: str,
@@ -256,7 +309,7 @@ async def revoke_sessions(
 
 
 async def touch_session(
-    session: AsyncSession, session_id: uuid.UUID, *, now: datetime, idle_expires_at: datetime
+    session: WriteSession, session_id: uuid.UUID, *, now: datetime, idle_expires_at: datetime
 ) -> None:
     await session.execute(
         update(AuthSession)
@@ -266,21 +319,21 @@ async def touch_session(
     )
 
 
-async def api_keys_of(session: AsyncSession, user_id: uuid.UUID) -> list[ApiKey]:
+async def api_keys_of(session: ReadSession, user_id: uuid.UUID) -> list[ApiKey]:
     rows = await session.scalars(
         select(ApiKey).where(ApiKey.user_id == user_id).order_by(ApiKey.created_at.desc())
     )
     return list(rows)
 
 
-async def api_key_of(session: AsyncSession, user_id: uuid.UUID, key_id: uuid.UUID) -> ApiKey | None:
+async def api_key_of(session: ReadSession, user_id: uuid.UUID, key_id: uuid.UUID) -> ApiKey | None:
     return await session.scalar(
         select(ApiKey).where(ApiKey.id == key_id, ApiKey.user_id == user_id)
     )
 
 
 async def claim_one_time_token(
-    session: AsyncSession, *, token_hash: str, purpose: TokenPurpose, now: datetime
+    session: WriteSession, *, token_hash: str, purpose: TokenPurpose, now: datetime
 ) -> uuid.UUID | None:
     """Mark a valid token used and return its user; ``None`` if it is unknown, used or expired.
 
@@ -303,7 +356,7 @@ async def claim_one_time_token(
 
 
 async def count_failures(
-    session: AsyncSession, subject: str, since: datetime
+    session: ReadSession, subject: str, since: datetime
 ) -> tuple[int, datetime | None]:
     """How many failures ``subject`` has had since ``since``, and the newest of them."""
     row = (
@@ -317,7 +370,7 @@ async def count_failures(
 
 
 async def failure_time(
-    session: AsyncSession, subject: str, since: datetime, position: int
+    session: ReadSession, subject: str, since: datetime, position: int
 ) -> datetime | None:
     """When ``subject``'s failure at ``position`` (0 is the oldest) since ``since`` happened."""
     return (
@@ -332,7 +385,7 @@ async def failure_time(
 
 
 async def failures_by_subject(
-    session: AsyncSession, since: datetime, *, limit: int, leave_out: str
+    session: ReadSession, since: datetime, *, limit: int, leave_out: str
 ) -> list[tuple[str, int]]:
     """Subjects with failures since ``since``, and how many, most first; not those that start
     with ``leave_out``."""
@@ -350,13 +403,13 @@ async def failures_by_subject(
     return [(subject, int(failures)) for subject, failures in rows.tuples()]
 
 
-async def clear_failures(session: AsyncSession, subject: str) -> int:
+async def clear_failures(session: WriteSession, subject: str) -> int:
     return _rowcount(
         await session.execute(delete(LoginFailure).where(LoginFailure.subject == subject))
     )
 
 
-async def clear_failures_like(session: AsyncSession, *, prefix: str = "", suffix: str = "") -> int:
+async def clear_failures_like(session: WriteSession, *, prefix: str = "", suffix: str = "") -> int:
     """Delete the failures whose subject starts with ``prefix`` and ends with ``suffix``."""
     result = await session.execute(
         delete(LoginFailure).where(
@@ -367,5 +420,10 @@ async def clear_failures_like(session: AsyncSession, *, prefix: str = "", suffix
     return _rowcount(result)
 
 
-async def sweep_failures(session: AsyncSession, before: datetime) -> None:
+async def add_failures(session: WriteSession, subjects: Iterable[str], *, now: datetime) -> None:
+    session.add_all(LoginFailure(subject=subject, failed_at=now) for subject in subjects)
+    await session.flush()
+
+
+async def sweep_failures(session: WriteSession, before: datetime) -> None:
     await session.execute(delete(LoginFailure).where(LoginFailure.failed_at <= before))

@@ -201,11 +201,11 @@ def _init_analytics(settings: Settings) -> None:
 
 
 def _ensure_admin(settings: Settings, email: str, password: SecretStr) -> str:
-    from tablehouse.auth import accounts
-    from tablehouse.core.passwords import Passwords
+    from tablehouse.auth import service
+    from tablehouse.core.security.passwords import Passwords
 
     async def work(session: WriteSession) -> bool:
-        return await accounts.ensure_admin(
+        return await service.ensure_admin(
             session,
             passwords=Passwords(settings),
             email=email,

@@ -82,12 +82,11 @@ def _choice(option: str, value: str | None, allowed: tuple[str, ...]) -> str | N
 async def _user_id(settings: Settings, email: str | None) -> uuid.UUID | None:
     if email is None:
         return None
-    from tablehouse.auth import repository
-    from tablehouse.auth.accounts import normalise_email
+    from tablehouse.auth import service
     from tablehouse.core.database import ReadSession
 
     async def work(session: ReadSession) -> uuid.UUID | None:
-        user = await repository.user_by_email(session, normalise_email(email))
+        user = await service.user_by_email(session, email)
         return None if user is None else user.id
 
     found = await in_read_unit_of_work(settings, work)
@@ -97,12 +96,11 @@ async def _user_id(settings: Settings, email: str | None) -> uuid.UUID | None:
 
 
 async def _emails(settings: Settings, ids: set[uuid.UUID]) -> dict[uuid.UUID, str]:
-    from tablehouse.auth import repository
+    from tablehouse.auth import service
     from tablehouse.core.database import ReadSession
 
     async def work(session: ReadSession) -> dict[uuid.UUID, str]:
-        users = [await repository.user_by_id(session, user_id) for user_id in sorted(ids)]
-        return {user.id: user.email for user in users if user is not None}
+        return await service.emails_of(session, ids)
 
     return await in_read_unit_of_work(settings, work)
 

@@ -121,9 +121,7 @@ async def _answer(
 ) -> dict[str, Any]:
     from pydantic import ValidationError
 
-    from tablehouse.auth import repository
-    from tablehouse.auth.accounts import normalise_email
-    from tablehouse.auth.principal import ALL_SCOPES, Principal
+    from tablehouse.auth import service as auth_service
     from tablehouse.core.database import read_uow
     from tablehouse.query import service
     from tablehouse.query.dependencies import standalone_target
@@ -137,10 +135,10 @@ async def _answer(
         standalone_target(settings, events, source="cli") as (sessions, target),
         read_uow(sessions) as session,
     ):
-        user = await repository.user_by_email(session, normalise_email(email))
+        user = await auth_service.user_by_email(session, email)
         if user is None or not user.is_active:
             raise TablehouseError(f"no active user with email {email}", code="unknown_user")
-        caller = Principal(user=user, scopes=ALL_SCOPES)
+        caller = auth_service.acting_as(user)
         document = await service.answer(session, caller=caller, request=request, target=target)
     parsed: dict[str, Any] = orjson.loads(document)
     return parsed

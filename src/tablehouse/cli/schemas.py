@@ -28,14 +28,12 @@ OwnerOption = Annotated[
 
 
 async def _as_owner(session: ReadSession, email: str) -> Principal:
-    from tablehouse.auth import repository
-    from tablehouse.auth.accounts import normalise_email
-    from tablehouse.auth.principal import ALL_SCOPES, Principal
+    from tablehouse.auth import service
 
-    user = await repository.user_by_email(session, normalise_email(email))
+    user = await service.user_by_email(session, email)
     if user is None:
         raise TablehouseError(f"no user with email {email}")
-    return Principal(user=user, scopes=ALL_SCOPES)
+    return service.acting_as(user)
 
 
 def _run(work: Callable[[WriteSession], Awaitable[T]]) -> T:

@@ -15,7 +15,7 @@ from tablehouse.cli.common import fail, in_unit_of_work, settings_or_exit
 from tablehouse.errors import InvalidInput, TablehouseError
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncSession
+    from tablehouse.core.database import WriteSession
 
 T = TypeVar("T")
 
@@ -45,23 +45,23 @@ def create(
 
     The address counts as verified: whoever runs this vouches for it. The password is asked
     for on the terminal, or read from standard input with --password-stdin."""
-    from tablehouse.auth import accounts
+    from tablehouse.auth import service
     from tablehouse.auth.models import Role
-    from tablehouse.core.passwords import Passwords
+    from tablehouse.core.security.passwords import Passwords
 
     settings = settings_or_exit()
     password = _read_password(password_stdin)
 
-    async def work(session: AsyncSession) -> str:
-        user = await accounts.register(
+    async def work(session: WriteSession) -> str:
+        user = await service.register(
             session,
             passwords=Passwords(settings),
             email=email,
             password=password,
             full_name=full_name,
             role=Role.ADMIN if admin else Role.USER,
+            verified=True,
         )
-        user.is_verified = True
         return f"created {user.role} {user.email} ({user.id})"
 
     typer.echo(_run(in_unit_of_work(settings, work)))
@@ -75,12 +75,12 @@ def list_users(
     offset: Annotated[int, typer.Option(metavar="N", min=0, help="Skip this many first")] = 0,
 ) -> None:
     """List users, oldest first."""
-    from tablehouse.auth import repository
+    from tablehouse.auth import service
 
     settings = settings_or_exit()
 
-    async def work(session: AsyncSession) -> Table:
-        users, total = await repository.list_users(session, limit=limit, offset=offset)
+    async def work(session: WriteSession) -> Table:
+        users, total = await service.list_users(session, limit=limit, offset=offset)
         table = Table(title=f"{len(users)} of {total} users")
         for column in ("email", "role", "active", "verified", "created", "last login"):
             table.add_column(column)
@@ -103,12 +103,12 @@ def deactivate(
     email: Annotated[str, typer.Argument(metavar="EMAIL", help="The user's email address")],
 ) -> None:
     """Deactivate a user and sign out all of their sessions."""
-    from tablehouse.auth import accounts
+    from tablehouse.auth import service
 
     settings = settings_or_exit()
 
-    async def work(session: AsyncSession) -> str:
-        user = await accounts.deactivate(session, email=email)
+    async def work(session: WriteSession) -> str:
+        user = await service.deactivate(session, email=email)
         return f"deactivated {user.email}; their sessions are revoked"
 
     typer.echo(_run(in_unit_of_work(settings, work)))
@@ -125,13 +125,13 @@ def throttled(
     At its limit, an email is refused whatever the password; an address refuses the emails
     that failed from it and lets others try one at a time (docs/security.md).
     """
-    from tablehouse.auth import throttle
-    from tablehouse.core.models import utc_now
+    from tablehouse.auth import service
+    from tablehouse.core.times import system_clock
 
     settings = settings_or_exit()
 
-    async def work(session: AsyncSession) -> Table:
-        counted = await throttle.counted(session, settings, now=utc_now(), limit=limit)
+    async def work(session: WriteSession) -> Table:
+        counted = await service.throttled(session, settings, now=system_clock(), limit=limit)
         window = settings.login_failure_window_seconds
         table = Table(title=f"failed logins in the last {window} s")
         for column in ("limit", "email or address", "failures", "at the limit for"):
@@ -159,21 +159,19 @@ def unlock(
     ] = None,
 ) -> None:
     """Lift login throttling for an email, a client address, or both."""
-    from tablehouse.auth import throttle
-    from tablehouse.auth.accounts import normalise_email
+    from tablehouse.auth import service
 
     if email is None and address is None:
         raise fail("give an email, --address, or both (see `tablehouse users throttled`)")
     settings = settings_or_exit()
 
-    async def work(session: AsyncSession) -> list[str]:
+    async def work(session: WriteSession) -> list[str]:
         done = []
         if email is not None:
-            key = normalise_email(email)
-            cleared = await throttle.unlock_account(session, key)
-            done.append(f"forgot {_failed_logins(cleared)} of {key}")
+            cleared = await service.unlock_email(session, email)
+            done.append(f"forgot {_failed_logins(cleared)} of {service.normalise_email(email)}")
         if address is not None:
-            cleared = await throttle.unlock_address(session, address)
+            cleared = await service.unlock_address(session, address)
             done.append(f"forgot {_failed_logins(cleared)} from {address}")
         return done
 

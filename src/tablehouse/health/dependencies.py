@@ -8,7 +8,7 @@ from fastapi import Depends, Request
 from fastapi.security.utils import get_authorization_scheme_param
 
 from tablehouse.api.dependencies import ReadSessionDep, RuntimeDep
-from tablehouse.auth.dependencies import Now, bearer, current_principal, holds_metrics_token
+from tablehouse.auth.dependencies import bearer, current_principal, holds_metrics_token
 from tablehouse.errors import Forbidden
 
 
@@ -16,13 +16,12 @@ async def may_read_metrics(
     request: Request,
     session: ReadSessionDep,
     runtime: RuntimeDep,
-    now: Now,
     token: Annotated[str | None, Depends(bearer)],
 ) -> None:
     """The scraper's METRICS_TOKEN, or an administrator signed in with a password."""
     if holds_metrics_token(runtime.settings, token):
         return
-    caller = await current_principal(request, session, runtime, now, token)
+    caller = await current_principal(request, session, token)
     if not caller.is_admin or caller.session_id is None:
         raise Forbidden("metrics are for administrators or METRICS_TOKEN", code="admin_required")
 

@@ -1,4 +1,5 @@
-"""Logging in and out, and refresh-token rotation with reuse detection."""
+"""Logging in (a login session and its token pair), and refresh-token rotation with reuse
+detection."""
 
 from __future__ import annotations
 
@@ -7,17 +8,23 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from cryptography.exceptions import InvalidTag
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from tablehouse.auth import repository, throttle
-from tablehouse.auth.accounts import normalise_email
+from tablehouse.auth import repository
+from tablehouse.auth.credentials import throttle
+from tablehouse.auth.credentials.authentication import ensure_session_usable
 from tablehouse.auth.models import AuthSession, RefreshTokenHistory, User
-from tablehouse.auth.principal import ensure_session_usable
-from tablehouse.auth.schemas import TokenPair
+from tablehouse.auth.schemas import Client, TokenPair
 from tablehouse.config import Settings
-from tablehouse.core.passwords import Passwords
-from tablehouse.core.tokens import TokenCodec, hash_token, new_opaque_token, seal, unseal
-from tablehouse.errors import Forbidden, NotAuthenticated, NotFound
+from tablehouse.core.database import WriteSession
+from tablehouse.core.security.passwords import Passwords
+from tablehouse.core.security.tokens import (
+    TokenCodec,
+    hash_token,
+    new_opaque_token,
+    seal,
+    unseal,
+)
+from tablehouse.errors import Forbidden, NotAuthenticated
 
 
 class InvalidCredentials(NotAuthenticated):
@@ -42,12 +49,6 @@ class RefreshTokenReused(NotAuthenticated):
 
 
 @dataclass(frozen=True, slots=True)
-class Client:
-    address: str | None
-    user_agent: str | None
-
-
-@dataclass(frozen=True, slots=True)
 class Issuer:
     """What issuing tokens needs: the codec and the lifetimes from settings."""
 
@@ -67,7 +68,7 @@ class Issuer:
 
 
 async def login(
-    session: AsyncSession,
+    session: WriteSession,
     *,
     issuer: Issuer,
     passwords: Passwords,
@@ -76,8 +77,8 @@ async def login(
     client: Client,
     now: datetime,
 ) -> TokenPair:
+    """``email`` normalised already. Refused before the password is checked if throttled."""
     settings = issuer.settings
-    email = normalise_email(email)
     await throttle.ensure_allowed(session, settings, email=email, address=client.address, now=now)
     user = await repository.user_by_email(session, email)
     if user is None:
@@ -100,7 +101,7 @@ async def login(
 
 
 async def open_session(
-    session: AsyncSession, *, issuer: Issuer, user: User, client: Client, now: datetime
+    session: WriteSession, *, issuer: Issuer, user: User, client: Client, now: datetime
 ) -> TokenPair:
     session_id = uuid.uuid4()
     pair = issuer.pair(user_id=user.id, session_id=session_id, now=now)
@@ -122,7 +123,7 @@ async def open_session(
 
 
 async def refresh(
-    session: AsyncSession, *, issuer: Issuer, refresh_token: str, now: datetime
+    session: WriteSession, *, issuer: Issuer, refresh_token: str, now: datetime
 ) -> TokenPair:
     token_hash = hash_token(refresh_token)
     login = await repository.session_by_refresh_hash(session, token_hash)
@@ -160,7 +161,7 @@ async def refresh(
 
 
 async def _replayed(
-    session: AsyncSession, *, issuer: Issuer, refresh_token: str, now: datetime
+    session: WriteSession, *, issuer: Issuer, refresh_token: str, now: datetime
 ) -> TokenPair:
     retired = await repository.retired_refresh_token(session, hash_token(refresh_token))
     if retired is None:
@@ -189,27 +190,3 @@ async def _replayed(
         session, user_id=login.user_id, session_id=login.id, reason="refresh_token_reused"
     )
     raise RefreshTokenReused()
-
-
-async def logout(session: AsyncSession, *, user_id: uuid.UUID, session_id: uuid.UUID) -> None:
-    await repository.revoke_sessions(
-        session, user_id=user_id, session_id=session_id, reason="logout"
-    )
-
-
-async def logout_everywhere(session: AsyncSession, *, user_id: uuid.UUID) -> None:
-    await repository.revoke_sessions(session, user_id=user_id, reason="logout_all")
-
-
-async def active_sessions(
-    session: AsyncSession, *, user_id: uuid.UUID, now: datetime
-) -> list[AuthSession]:
-    return await repository.active_sessions(session, user_id, now)
-
-
-async def revoke_one(session: AsyncSession, *, user_id: uuid.UUID, session_id: uuid.UUID) -> None:
-    revoked = await repository.revoke_sessions(
-        session, user_id=user_id, session_id=session_id, reason="revoked_by_user"
-    )
-    if revoked == 0:
-        raise NotFound("no such active session", code="session_not_found")

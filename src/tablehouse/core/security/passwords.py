@@ -9,9 +9,6 @@ from pwdlib.hashers.argon2 import Argon2Hasher
 
 from tablehouse.config import Settings
 
-MIN_PASSWORD_LENGTH = 8
-MAX_PASSWORD_LENGTH = 128
-
 
 class Passwords:
     def __init__(self, settings: Settings) -> None:

@@ -19,11 +19,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from tablehouse.auth import repository
-from tablehouse.auth.models import LoginFailure
 from tablehouse.config import Settings
+from tablehouse.core.database import ReadSession, WriteSession
 from tablehouse.errors import Throttled
 
 Limit = Literal["account", "address"]
@@ -96,7 +94,7 @@ def pair_subject(email: str, address: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class _Window:
-    session: AsyncSession
+    session: ReadSession
     now: datetime
     length: timedelta
 
@@ -115,7 +113,7 @@ class _Window:
 
 
 async def ensure_allowed(
-    session: AsyncSession, settings: Settings, *, email: str, address: str | None, now: datetime
+    session: ReadSession, settings: Settings, *, email: str, address: str | None, now: datetime
 ) -> None:
     """Refuse the attempt before its password is checked, if the rule above says so."""
     window = _Window(session, now, timedelta(seconds=settings.login_failure_window_seconds))
@@ -158,7 +156,7 @@ def _backoff(settings: Settings, *, failures_past_limit: int) -> timedelta:
 
 
 async def record_failure(
-    session: AsyncSession, settings: Settings, *, email: str, address: str | None, now: datetime
+    session: WriteSession, settings: Settings, *, email: str, address: str | None, now: datetime
 ) -> None:
     await repository.sweep_failures(
         session, before=now - timedelta(seconds=settings.login_failure_window_seconds)
@@ -166,19 +164,17 @@ async def record_failure(
     subjects = [account_subject(email)]
     if address:
         subjects += [address_subject(address), pair_subject(email, address)]
-    for subject in subjects:
-        session.add(LoginFailure(subject=subject, failed_at=now))
-    await session.flush()
+    await repository.add_failures(session, subjects, now=now)
 
 
-async def forget_login_failures(session: AsyncSession, email: str, address: str | None) -> None:
+async def forget_login_failures(session: WriteSession, email: str, address: str | None) -> None:
     """After a successful login: the account's count, and its failures from this address."""
     await forget_account_failures(session, email)
     if address:
         await repository.clear_failures(session, pair_subject(email, address))
 
 
-async def forget_account_failures(session: AsyncSession, email: str) -> None:
+async def forget_account_failures(session: WriteSession, email: str) -> None:
     await repository.clear_failures(session, account_subject(email))
 
 
@@ -195,7 +191,7 @@ class Counted:
 
 
 async def counted(
-    session: AsyncSession, settings: Settings, *, now: datetime, limit: int
+    session: ReadSession, settings: Settings, *, now: datetime, limit: int
 ) -> list[Counted]:
     """Emails and addresses with failures in the window, most first."""
     window = _Window(session, now, timedelta(seconds=settings.login_failure_window_seconds))
@@ -222,13 +218,13 @@ def _as_limit(kind: str) -> Limit:
     return "account" if kind == "account" else "address"
 
 
-async def unlock_account(session: AsyncSession, email: str) -> int:
+async def unlock_account(session: WriteSession, email: str) -> int:
     """Forget the failures of an email, from every address; how many there were."""
     await repository.clear_failures_like(session, prefix="pair:", suffix=f" {_email_key(email)}")
     return await repository.clear_failures(session, account_subject(email))
 
 
-async def unlock_address(session: AsyncSession, address: str) -> int:
+async def unlock_address(session: WriteSession, address: str) -> int:
     """Forget the failures from an address, for every email; how many there were."""
     await repository.clear_failures_like(session, prefix=f"pair:{_address_key(address)} ")
     return await repository.clear_failures(session, address_subject(address))
