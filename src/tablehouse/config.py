@@ -280,10 +280,6 @@ class Settings(BaseSettings):
         )
 
     @property
-    def is_sqlite(self) -> bool:
-        return self.database_url.startswith("sqlite")
-
-    @property
     def resolved_data_dir(self) -> Path:
         return self.data_dir.expanduser().resolve()
 

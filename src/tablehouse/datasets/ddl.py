@@ -39,6 +39,7 @@ from sqlalchemy.sql.elements import ColumnElement, TextClause, quoted_name
 from sqlalchemy.types import TypeEngine
 
 from tablehouse.core import query_roles
+from tablehouse.core.database import Backend, backend_of
 from tablehouse.core.models import NAMING_CONVENTION, UTCDateTime
 from tablehouse.datasets.schemas import AddField, Change, DropField, FieldSpec, RenameField
 
@@ -135,7 +136,7 @@ def create(
     owner's SQL runs as) is made if missing and may then read it."""
     with recording(connection) as statements:
         table(table_name, fields).create(connection)
-    if reader_role is not None and connection.dialect.name == "postgresql":
+    if reader_role is not None and backend_of(connection) == Backend.POSTGRESQL:
         query_roles.ensure(connection, reader_role)
         query_roles.grant_select(connection, reader_role, table_name)
     return statements
