@@ -12,6 +12,7 @@ from tablehouse.app import create_app
 from tablehouse.config import ENV_PREFIX, Settings, environment_variables, load_settings
 from tablehouse.core.logging import configure_logging
 from tests import databases
+from tests.serving import started
 
 # Analytics fixtures (one chDB path per test process, a database per test) for every module.
 pytest_plugins = ["tests.analytics_store"]
@@ -90,8 +91,5 @@ def app(settings: Settings) -> FastAPI:
 
 @pytest.fixture
 async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http,
-    ):
+    async with started(app) as http:
         yield http

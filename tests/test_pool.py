@@ -13,8 +13,8 @@ from fastapi import FastAPI
 from sqlalchemy import exc, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from tablehouse.api.runtime import Runtime
 from tablehouse.core.pool import FairAsyncQueuePool
+from tests.serving import runtime_of
 
 
 @pytest.fixture
@@ -99,8 +99,7 @@ async def test_a_connection_handed_to_a_cancelled_waiter_goes_to_the_next(
 async def test_the_apps_engines_all_use_the_fair_pool(
     app: FastAPI, client: httpx.AsyncClient
 ) -> None:
-    runtime = app.state.runtime
-    assert isinstance(runtime, Runtime)
+    runtime = runtime_of(app)
     for engine in (runtime.engine, runtime.read_engine, runtime.query_engine):
         assert isinstance(engine.pool, FairAsyncQueuePool)
     assert (await client.get("/health/ready")).status_code == 200
