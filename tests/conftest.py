@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import fcntl
 import os
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -37,6 +39,23 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("backend", wanted, scope="session")
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (``make test``), slow tests first: workers take tests in this order,
+    so the long ones start at once and the short ones fill in around them, instead of one
+    long test starting last and running alone. A worker's order is the run's order."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
+@contextmanager
+def _one_process_at_a_time(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[None]:
+    """A lock shared by the run's xdist workers (their base temp directories' parent)."""
+    with (tmp_path_factory.getbasetemp().parent / f"{name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _json_logging() -> None:
     configure_logging(load_settings(log_format="json", log_level="INFO"))
@@ -63,7 +82,10 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def postgres_template(
     postgres_available: None, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
-    name = databases.migrated_postgres_template(tmp_path_factory.mktemp("pg-template"))
+    # Each worker migrates a template of its own, one at a time: the first migration on a
+    # cluster makes cluster-wide roles, which two at once would both try to create.
+    with _one_process_at_a_time(tmp_path_factory, "postgres-template"):
+        name = databases.migrated_postgres_template(tmp_path_factory.mktemp("pg-template"))
     yield name
     databases.drop_postgres_database(name)
 

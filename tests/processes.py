@@ -8,13 +8,14 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+
+from tests.waiting import wait_until_sync
 
 
 def free_port() -> int:
@@ -126,15 +127,14 @@ def running_server(
 
 
 def _wait_until_serving(server: Server, within: float) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
+    def answers() -> bool:
         if server.process.poll() is not None:
             code = server.process.returncode
             raise AssertionError(f"server exited with {code}:\n{server.output()}")
         try:
             httpx.get(f"{server.base_url}/health", timeout=1)
         except httpx.TransportError:
-            time.sleep(0.1)
-        else:
-            return
-    raise AssertionError(f"server did not answer within {within} s")
+            return False
+        return True
+
+    wait_until_sync(answers, within=within, what="the server answers", poll=0.05)

@@ -23,6 +23,7 @@ from tests.memory import peak_growth, peak_resident_mib, resident_mib
 from tests.processes import running_server
 from tests.query_helpers import QUERY, numbers, query, rows_of, shop
 from tests.serving import runtime_of, started
+from tests.waiting import wait_until
 
 
 @pytest.fixture
@@ -230,10 +231,7 @@ async def test_each_user_may_run_only_so_many_queries_at_once(
     slow = asyncio.create_task(
         query(client, big, "SELECT count(*) FROM numbers a, numbers b, numbers c", timeout_ms=2000)
     )
-    for _ in range(200):
-        if runtime.query_slots.in_use(me):
-            break
-        await asyncio.sleep(0.01)
+    await wait_until(lambda: bool(runtime.query_slots.in_use(me)), what="the slow query runs")
     held = runtime.query_slots.limit
     for _ in range(held - 1):
         runtime.query_slots.acquire(me)
