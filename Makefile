@@ -12,13 +12,18 @@ UV := $(shell command -v uv 2>/dev/null || echo $(UV_BOOTSTRAP)/bin/uv)
 RUNTIME_STAMP := .venv/.synced-runtime
 DEV_STAMP := .venv/.synced-dev
 PYTEST_ARGS ?=
+# pytest-xdist workers: one per core by default; TEST_WORKERS=0 runs in this process. Each
+# worker has databases, chDB path and temp files of its own (tests/conftest.py). loadgroup
+# hands out one test at a time (a group marked xdist_group stays on one worker).
+TEST_WORKERS ?= auto
 
 .PHONY: help venv run migrate test fuzz lint fmt clean
 
 help:
 	@echo "make run    install the runtime dependencies, migrate, serve on http://127.0.0.1:8000"
 	@echo "make test   install the dev tools too and run every test (SQLite and PostgreSQL);"
-	@echo "            PYTEST_ARGS='tests/test_x.py -x' runs only those"
+	@echo "            PYTEST_ARGS='tests/test_x.py -x' runs only those; TEST_WORKERS=N (default:"
+	@echo "            auto, one per core) sets how many processes run them, 0 for none"
 	@echo "make fuzz   the schemathesis run with a bigger budget (FUZZ_EXAMPLES, default 500)"
 	@echo "make lint   ruff format check, ruff check, mypy --strict, import contracts"
 	@echo "make fmt    format and autofix"
@@ -46,7 +51,7 @@ run: migrate
 	$(UV) run --no-sync tablehouse serve
 
 test: $(DEV_STAMP)
-	$(UV) run --no-sync pytest $(PYTEST_ARGS)
+	$(UV) run --no-sync pytest --numprocesses=$(TEST_WORKERS) --dist=loadgroup $(PYTEST_ARGS)
 
 FUZZ_EXAMPLES ?= 500
 fuzz: $(DEV_STAMP)

@@ -90,15 +90,23 @@ def postgres_template(
     databases.drop_postgres_database(name)
 
 
+@pytest.fixture(scope="session")
+def postgres_supply(postgres_template: str) -> Iterator[databases.PostgresSupply]:
+    supply = databases.PostgresSupply(postgres_template)
+    yield supply
+    supply.close()
+
+
 @pytest.fixture
 def database_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A migrated database of its own for this test, dropped afterwards."""
     if backend == "sqlite":
         yield databases.copy_sqlite(request.getfixturevalue("sqlite_template"), tmp_path)
         return
-    name = databases.create_postgres_database(template=request.getfixturevalue("postgres_template"))
+    supply: databases.PostgresSupply = request.getfixturevalue("postgres_supply")
+    name = supply.take()
     yield databases.postgres_url(name)
-    databases.drop_postgres_database(name)
+    supply.give_back(name)
 
 
 @pytest.fixture

@@ -25,7 +25,8 @@ from tests.accounts import PASSWORD
 from tests.processes import CHEAP_PASSWORDS, Server, running_server
 from tests.waiting import eventually_sync
 
-pytestmark = pytest.mark.slow
+# One worker runs the module: the client is generated once (session scope), not per worker.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("generated_client")]
 
 PACKAGE = "tablehouse_client"
 GENERATOR = Path(sys.executable).with_name("openapi-python-client")
