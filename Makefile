@@ -50,8 +50,12 @@ migrate: $(RUNTIME_STAMP)
 run: migrate
 	$(UV) run --no-sync tablehouse serve
 
+# Bytecode caches on for the run, whatever the shell says: the suite starts a Python process
+# for every CLI command and server it tests (hundreds), and one that compiles every module
+# from source costs 1.4 s of CPU instead of 0.6 s.
 test: $(DEV_STAMP)
-	$(UV) run --no-sync pytest --numprocesses=$(TEST_WORKERS) --dist=loadgroup $(PYTEST_ARGS)
+	env -u PYTHONDONTWRITEBYTECODE $(UV) run --no-sync pytest --numprocesses=$(TEST_WORKERS) \
+		--dist=loadgroup $(PYTEST_ARGS)
 
 FUZZ_EXAMPLES ?= 500
 fuzz: $(DEV_STAMP)
