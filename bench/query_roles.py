@@ -1,7 +1,7 @@
 """What running each query as its owner's role costs on PostgreSQL.
 
 A point query (``SELECT * FROM t WHERE id = $1``) is opened and closed the way ``POST /query``
-does it (``PostgresBackend.open``: ``BEGIN READ ONLY; SET LOCAL ROLE ...; SET LOCAL
+does it (``PostgresExecutor.open``: ``BEGIN READ ONLY; SET LOCAL ROLE ...; SET LOCAL
 statement_timeout`` in one batch, the prepared statement, ``ROLLBACK``), sequentially on one
 connection, so the figure is the latency of one query with nothing else in the way:
 
@@ -34,8 +34,8 @@ import asyncpg
 import query as query_bench  # bench/query.py: this script's folder is first on sys.path
 
 from tablehouse.core.query_roles import owner_role
-from tablehouse.query.execution import Deadline, Statement
-from tablehouse.query.postgres import PostgresBackend
+from tablehouse.query.backends.execution import Deadline, Statement
+from tablehouse.query.backends.postgres import PostgresExecutor
 
 ROWS = 10_000
 # Owners per table: a table's ACL lives in its pg_class row, which has no TOAST (at about 500
@@ -88,7 +88,7 @@ async def _drop_roles(connection: asyncpg.Connection, shared: str) -> None:
 
 
 async def _latencies(
-    connection: asyncpg.Connection, backend: PostgresBackend, case: Case, queries: int
+    connection: asyncpg.Connection, executor: PostgresExecutor, case: Case, queries: int
 ) -> list[float]:
     memo: dict[Any, Any] = {}
     timings = []
@@ -102,9 +102,9 @@ async def _latencies(
             owner_id=owner,
         )
         started = time.perf_counter()
-        cursor = await backend.open(connection, statement, Deadline(5000), memo, max_rows=2)
+        cursor = await executor.open(connection, statement, Deadline(5000), memo, max_rows=2)
         rows = await cursor.fetch(2)
-        await backend.close(connection, memo)
+        await executor.close(connection, memo)
         timings.append(time.perf_counter() - started)
         assert len(rows) == 1
     return timings
@@ -128,13 +128,13 @@ async def _measure(database: str, options: argparse.Namespace) -> dict[str, list
     try:
         login = await _setup(admin, shared, owners)
         connection = await asyncpg.connect(query_bench._dsn(database), user=login)
-        backend = PostgresBackend(shared)
+        executor = PostgresExecutor(shared)
         results: dict[str, list[float]] = {name: [] for name in cases}
         try:
             for _ in range(options.rounds):
                 for name, case in cases.items():
-                    await _latencies(connection, backend, case, options.queries // 5)
-                    results[name] += await _latencies(connection, backend, case, options.queries)
+                    await _latencies(connection, executor, case, options.queries // 5)
+                    results[name] += await _latencies(connection, executor, case, options.queries)
         finally:
             await connection.close()
         return results

@@ -11,9 +11,10 @@ from sqlalchemy import text
 
 from tablehouse.api.runtime import Runtime
 from tablehouse.config import Settings
-from tablehouse.query.execution import Statement, open_cursor
-from tablehouse.query.postgres import PostgresBackend
-from tablehouse.query.sqlite import SqliteBackend
+from tablehouse.core.database import Backend
+from tablehouse.query.backends.execution import Statement, open_cursor
+from tablehouse.query.backends.postgres import PostgresExecutor
+from tablehouse.query.backends.sqlite import SqliteExecutor
 from tests.accounts import bearer, signed_up
 from tests.row_tables import define, insert_rows
 
@@ -110,17 +111,17 @@ async def run_unguarded(
     """Run ``sql`` as a query would run, without the guard in front. It runs as the owner of
     the first of ``tables`` (the role a query over that dataset runs as), or as ``owner_id``."""
     engine = runtime.query_engine
-    backend = (
-        PostgresBackend(runtime.settings.query_database_role)
-        if engine.dialect.name == "postgresql"
-        else SqliteBackend()
+    executor = (
+        PostgresExecutor(runtime.settings.query_database_role)
+        if runtime.backend == Backend.POSTGRESQL
+        else SqliteExecutor()
     )
     if owner_id is None and tables:
         owner_id = await owner_of_table(runtime, next(iter(tables)))
     statement = Statement(sql=sql, parameters=(), values={}, tables=tables, owner_id=owner_id)
     async with (
         engine.connect() as connection,
-        open_cursor(connection, backend, statement, timeout_ms=2000) as cursor,
+        open_cursor(connection, executor, statement, timeout_ms=2000) as cursor,
     ):
         return [list(row) for row in await cursor.fetch(100)]
 

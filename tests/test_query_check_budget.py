@@ -18,7 +18,9 @@ import pytest
 
 from tablehouse.api.runtime import Runtime
 from tablehouse.config import Settings
-from tablehouse.query import guard, statements
+from tablehouse.core.database import Backend
+from tablehouse.query import guard
+from tablehouse.query.guard import statements
 from tests.accounts import bearer, signed_up
 from tests.faults.harness import server_env, signed_in, wait_until
 from tests.processes import running_server
@@ -201,11 +203,9 @@ SHAPES = {
 }
 
 
-@pytest.mark.parametrize("dialect", ["postgresql", "sqlite"])
+@pytest.mark.parametrize("dialect", [Backend.POSTGRESQL, Backend.SQLITE])
 @pytest.mark.parametrize("sql", SHAPES.values(), ids=SHAPES.keys())
-def test_size_estimate_is_above_what_a_checked_statement_keeps(
-    dialect: guard.Backend, sql: str
-) -> None:
+def test_size_estimate_is_above_what_a_checked_statement_keeps(dialect: Backend, sql: str) -> None:
     gc.collect()
     tracemalloc.start()
     try:

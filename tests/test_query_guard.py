@@ -6,12 +6,12 @@ import pytest
 import sqlglot
 from sqlglot import exp
 
+from tablehouse.core.database import Backend
 from tablehouse.errors import QueryRefused
-from tablehouse.query import functions
-from tablehouse.query.guard import MAX_GENERATED_SIZE, Analysis, Backend, analyse, render
+from tablehouse.query.guard import MAX_GENERATED_SIZE, Analysis, analyse, functions, render
 from tests.query_calls import ALLOWED_CALLS_BOTH, ALLOWED_CALLS_POSTGRES, ALLOWED_CALLS_SQLITE
 
-DIALECTS: list[Backend] = ["postgresql", "sqlite"]
+DIALECTS: list[Backend] = [Backend.POSTGRESQL, Backend.SQLITE]
 SQLGLOT_DIALECT = {"postgresql": "postgres", "sqlite": "sqlite"}
 
 
@@ -131,8 +131,8 @@ SHAPES = [
     for dialect in DIALECTS
     for shape in COMMON_SHAPES
 ] + [
-    *(pytest.param("postgresql", *s, id=f"postgresql-{s[0][:40]}") for s in POSTGRES_SHAPES),
-    *(pytest.param("sqlite", *s, id=f"sqlite-{s[0][:40]}") for s in SQLITE_SHAPES),
+    *(pytest.param(Backend.POSTGRESQL, *s, id=f"postgresql-{s[0][:40]}") for s in POSTGRES_SHAPES),
+    *(pytest.param(Backend.SQLITE, *s, id=f"sqlite-{s[0][:40]}") for s in SQLITE_SHAPES),
 ]
 
 
@@ -185,15 +185,17 @@ def test_unquoted_dataset_name_keeps_the_users_spelling(dialect: Backend) -> Non
 
 
 def test_render_numbers_postgres_parameters_by_first_appearance() -> None:
-    analysis = analyse("SELECT :b, :a FROM sales WHERE x = :b AND y = :c LIMIT :a", "postgresql")
+    analysis = analyse(
+        "SELECT :b, :a FROM sales WHERE x = :b AND y = :c LIMIT :a", Backend.POSTGRESQL
+    )
     assert analysis.parameters == ("b", "a", "c")
-    rendered = render(analysis, {"sales": "ds_3"}, "postgresql")
+    rendered = render(analysis, {"sales": "ds_3"}, Backend.POSTGRESQL)
     assert rendered == 'SELECT $1, $2 FROM "ds_3" AS sales WHERE x = $1 AND y = $3 LIMIT $2'
 
 
 def test_render_keeps_sqlite_named_parameters() -> None:
-    analysis = analyse("SELECT :b FROM sales WHERE x = :b AND y = :c", "sqlite")
-    rendered = render(analysis, {"sales": "ds_3"}, "sqlite")
+    analysis = analyse("SELECT :b FROM sales WHERE x = :b AND y = :c", Backend.SQLITE)
+    rendered = render(analysis, {"sales": "ds_3"}, Backend.SQLITE)
     assert rendered == 'SELECT :b FROM "ds_3" AS sales WHERE x = :b AND y = :c'
 
 
@@ -210,8 +212,8 @@ def test_literals_with_colons_and_dollars_are_not_parameters(dialect: Backend) -
 
 
 def test_render_keeps_postgres_casts_working() -> None:
-    analysis = analyse("SELECT amount::int, :p::text, 'a::b' FROM sales", "postgresql")
-    rendered = render(analysis, {"sales": "ds_5"}, "postgresql")
+    analysis = analyse("SELECT amount::int, :p::text, 'a::b' FROM sales", Backend.POSTGRESQL)
+    rendered = render(analysis, {"sales": "ds_5"}, Backend.POSTGRESQL)
     assert rendered == (
         'SELECT CAST(amount AS INT) AS "amount", CAST($1 AS TEXT) AS "text", '
         "'a::b' FROM \"ds_5\" AS sales"
@@ -304,12 +306,12 @@ def test_reference_to_a_later_cte_counts_as_a_dataset(dialect: Backend) -> None:
 
 
 def test_postgres_cte_matches_names_as_postgres_folds_them() -> None:
-    analysis = analyse('WITH Foo AS (SELECT 1) SELECT * FROM foo, FOO, "Foo"', "postgresql")
+    analysis = analyse('WITH Foo AS (SELECT 1) SELECT * FROM foo, FOO, "Foo"', Backend.POSTGRESQL)
     assert analysis.tables == {"Foo"}  # only the quoted one misses the folded CTE name
 
 
 def test_sqlite_cte_matches_names_without_case() -> None:
-    analysis = analyse('WITH Foo AS (SELECT 1) SELECT * FROM foo, FOO, "Foo"', "sqlite")
+    analysis = analyse('WITH Foo AS (SELECT 1) SELECT * FROM foo, FOO, "Foo"', Backend.SQLITE)
     assert analysis.tables == frozenset()
 
 
@@ -412,8 +414,8 @@ WRITES_SQLITE = [("ATTACH 'other.db' AS other", "ATTACH"), ("REPLACE INTO t VALU
     ("dialect", "sql", "keyword"),
     [
         *((d, sql, keyword) for d in DIALECTS for sql, keyword in WRITES_BOTH),
-        *(("postgresql", sql, keyword) for sql, keyword in WRITES_POSTGRES),
-        *(("sqlite", sql, keyword) for sql, keyword in WRITES_SQLITE),
+        *((Backend.POSTGRESQL, sql, keyword) for sql, keyword in WRITES_POSTGRES),
+        *((Backend.SQLITE, sql, keyword) for sql, keyword in WRITES_SQLITE),
     ],
 )
 def test_statement_that_is_not_a_query_is_refused(dialect: Backend, sql: str, keyword: str) -> None:
@@ -426,17 +428,19 @@ def test_statement_that_is_not_a_query_is_refused(dialect: Backend, sql: str, ke
 
 
 def test_table_shorthand_reads_the_dataset_on_postgres_only() -> None:
-    analysis = analyse("TABLE sales", "postgresql")
-    assert render(analysis, {"sales": "ds_1"}, "postgresql") == 'SELECT * FROM "ds_1" AS sales'
-    assert refused("TABLE sales", "sqlite").code == "not_read_only"
+    analysis = analyse("TABLE sales", Backend.POSTGRESQL)
+    assert (
+        render(analysis, {"sales": "ds_1"}, Backend.POSTGRESQL) == 'SELECT * FROM "ds_1" AS sales'
+    )
+    assert refused("TABLE sales", Backend.SQLITE).code == "not_read_only"
 
 
 @pytest.mark.parametrize(
     ("dialect", "sql"),
     [
-        ("postgresql", "ATTACH 'other.db' AS other"),
-        ("sqlite", "DO $$ BEGIN END $$"),
-        ("sqlite", "LOCK TABLE t"),
+        (Backend.POSTGRESQL, "ATTACH 'other.db' AS other"),
+        (Backend.SQLITE, "DO $$ BEGIN END $$"),
+        (Backend.SQLITE, "LOCK TABLE t"),
     ],
 )
 def test_statement_foreign_to_the_dialect_is_a_syntax_error(dialect: Backend, sql: str) -> None:
@@ -494,7 +498,7 @@ def test_construct_outside_the_allow_list_is_refused(dialect: Backend) -> None:
 
 def test_syntax_sqlglot_cannot_render_for_sqlite_is_refused() -> None:
     # sqlglot would silently drop the column names, changing what the query means.
-    error = refused("SELECT * FROM (VALUES (1, 'a')) AS v(n, s)", "sqlite")
+    error = refused("SELECT * FROM (VALUES (1, 'a')) AS v(n, s)", Backend.SQLITE)
     assert error.code == "syntax_error"
     assert "not supported" in error.message
 
@@ -552,7 +556,7 @@ def test_in_followed_by_a_bare_name_is_refused(dialect: Backend) -> None:
 
 
 def test_sqlite_index_name_is_not_a_dataset() -> None:
-    error = refused("SELECT a FROM sales INDEXED BY sales_idx", "sqlite")
+    error = refused("SELECT a FROM sales INDEXED BY sales_idx", Backend.SQLITE)
     assert error.code == "syntax_error"
     assert (error.line, error.column) == (1, 32)
 
@@ -560,10 +564,10 @@ def test_sqlite_index_name_is_not_a_dataset() -> None:
 @pytest.mark.parametrize(
     ("dialect", "sql", "code"),
     [
-        ("postgresql", "SELECT 'pg_class'::regclass", "table_not_allowed"),
-        ("postgresql", "SELECT CAST(16384 AS regclass)", "table_not_allowed"),
-        ("postgresql", "SELECT (null::users).*", "syntax_error"),
-        ("sqlite", "SELECT CAST(1 AS users)", "syntax_error"),
+        (Backend.POSTGRESQL, "SELECT 'pg_class'::regclass", "table_not_allowed"),
+        (Backend.POSTGRESQL, "SELECT CAST(16384 AS regclass)", "table_not_allowed"),
+        (Backend.POSTGRESQL, "SELECT (null::users).*", "syntax_error"),
+        (Backend.SQLITE, "SELECT CAST(1 AS users)", "syntax_error"),
     ],
 )
 def test_casts_to_catalogue_and_table_types_are_refused(
@@ -578,18 +582,18 @@ def test_casts_to_catalogue_and_table_types_are_refused(
 @pytest.mark.parametrize(
     ("dialect", "sql", "found"),
     [
-        ("postgresql", "SELECT * FROM t WHERE a = $1", "$1"),
-        ("postgresql", "SELECT * FROM t WHERE a = ?", "?"),
-        ("postgresql", "SELECT * FROM t WHERE a = %s", "%s"),
-        ("postgresql", "SELECT * FROM t WHERE a = %(x)s", "%(x)s"),
-        ("postgresql", "SELECT * FROM t WHERE a = @x", "@x"),
-        ("postgresql", "SELECT * FROM t WHERE a = $x", "$x"),
-        ("postgresql", 'SELECT * FROM t WHERE a = :"x y"', ':"x y"'),
-        ("sqlite", "SELECT * FROM t WHERE a = $1", "$1"),
-        ("sqlite", "SELECT * FROM t WHERE a = ?", "?"),
-        ("sqlite", "SELECT * FROM t WHERE a = @x", "@x"),
-        ("sqlite", "SELECT * FROM t WHERE a = $x", "$x"),
-        ("sqlite", 'SELECT * FROM t WHERE a = :"x y"', ':"x y"'),
+        (Backend.POSTGRESQL, "SELECT * FROM t WHERE a = $1", "$1"),
+        (Backend.POSTGRESQL, "SELECT * FROM t WHERE a = ?", "?"),
+        (Backend.POSTGRESQL, "SELECT * FROM t WHERE a = %s", "%s"),
+        (Backend.POSTGRESQL, "SELECT * FROM t WHERE a = %(x)s", "%(x)s"),
+        (Backend.POSTGRESQL, "SELECT * FROM t WHERE a = @x", "@x"),
+        (Backend.POSTGRESQL, "SELECT * FROM t WHERE a = $x", "$x"),
+        (Backend.POSTGRESQL, 'SELECT * FROM t WHERE a = :"x y"', ':"x y"'),
+        (Backend.SQLITE, "SELECT * FROM t WHERE a = $1", "$1"),
+        (Backend.SQLITE, "SELECT * FROM t WHERE a = ?", "?"),
+        (Backend.SQLITE, "SELECT * FROM t WHERE a = @x", "@x"),
+        (Backend.SQLITE, "SELECT * FROM t WHERE a = $x", "$x"),
+        (Backend.SQLITE, 'SELECT * FROM t WHERE a = :"x y"', ':"x y"'),
     ],
 )
 def test_parameter_style_other_than_named_is_refused(
@@ -628,8 +632,8 @@ def _calls(dialects: list[Backend], groups: dict[str, list[str]]) -> list[object
 @pytest.mark.parametrize(
     ("dialect", "call"),
     _calls(DIALECTS, ALLOWED_CALLS_BOTH)
-    + _calls(["postgresql"], ALLOWED_CALLS_POSTGRES)
-    + _calls(["sqlite"], ALLOWED_CALLS_SQLITE),
+    + _calls([Backend.POSTGRESQL], ALLOWED_CALLS_POSTGRES)
+    + _calls([Backend.SQLITE], ALLOWED_CALLS_SQLITE),
 )
 def test_allowed_function_passes(dialect: Backend, call: str) -> None:
     analysis = analyse(f"SELECT {call} FROM sales", dialect)
@@ -745,14 +749,14 @@ def test_quoted_function_name_is_refused_unless_sqlglot_knows_it(dialect: Backen
     "word", ["user", "current_role", "session_user", "current_catalog", "current_schema"]
 )
 def test_postgres_session_word_is_a_function_unless_quoted(word: str) -> None:
-    error = refused(f"SELECT {word} FROM t", "postgresql")
+    error = refused(f"SELECT {word} FROM t", Backend.POSTGRESQL)
     assert error.code == "function_not_allowed"
     assert (error.line, error.column) == (1, 8)
-    assert analyse(f'SELECT "{word}", t.{word} FROM t', "postgresql").tables == {"t"}
+    assert analyse(f'SELECT "{word}", t.{word} FROM t', Backend.POSTGRESQL).tables == {"t"}
 
 
 def test_sqlite_reads_user_as_a_column() -> None:
-    assert analyse("SELECT user FROM t", "sqlite").tables == {"t"}
+    assert analyse("SELECT user FROM t", Backend.SQLITE).tables == {"t"}
 
 
 def test_allow_list_names_are_lowercase_and_exclude_dangerous_ones() -> None:
@@ -771,13 +775,13 @@ def test_generated_size_limit_is_one_million() -> None:
 @pytest.mark.parametrize(
     ("dialect", "call"),
     [
-        ("postgresql", "repeat(b, 1000000)"),
-        ("postgresql", "lpad(b, 1000000, 'x')"),
-        ("postgresql", "rpad(b, 1000000)"),
-        ("sqlite", "randomblob(1000000)"),
-        ("sqlite", "zeroblob(1000000)"),
-        ("postgresql", "repeat(repeat(b, 1000), 1000)"),
-        ("postgresql", "lpad(repeat(b, 1000000), 10)"),
+        (Backend.POSTGRESQL, "repeat(b, 1000000)"),
+        (Backend.POSTGRESQL, "lpad(b, 1000000, 'x')"),
+        (Backend.POSTGRESQL, "rpad(b, 1000000)"),
+        (Backend.SQLITE, "randomblob(1000000)"),
+        (Backend.SQLITE, "zeroblob(1000000)"),
+        (Backend.POSTGRESQL, "repeat(repeat(b, 1000), 1000)"),
+        (Backend.POSTGRESQL, "lpad(repeat(b, 1000000), 10)"),
     ],
 )
 def test_generator_up_to_the_limit_passes(dialect: Backend, call: str) -> None:
@@ -842,7 +846,7 @@ MULTIPLIED_PAST_THE_LIMIT = [
     ("expression", "says"), MULTIPLIED_PAST_THE_LIMIT, ids=[e for e, _ in MULTIPLIED_PAST_THE_LIMIT]
 )
 def test_multipliers_composed_past_the_limit_are_refused(expression: str, says: str) -> None:
-    error = refused(f"SELECT {expression} FROM t", "postgresql")
+    error = refused(f"SELECT {expression} FROM t", Backend.POSTGRESQL)
     assert error.code == "argument_too_large"
     assert says in error.message
 
@@ -863,7 +867,7 @@ def test_multipliers_composed_past_the_limit_are_refused(expression: str, says: 
     ],
 )
 def test_multipliers_within_the_limit_pass(expression: str) -> None:
-    assert analyse(f"SELECT {expression} FROM t", "postgresql").tables == {"t"}
+    assert analyse(f"SELECT {expression} FROM t", Backend.POSTGRESQL).tables == {"t"}
 
 
 @pytest.mark.parametrize("dialect", DIALECTS)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from sqlalchemy import text
 
 from tablehouse.config import Settings
+from tablehouse.core.database import Backend, backend_of
 from tablehouse.query import guard
 from tests.databases import connected
 
@@ -91,14 +92,14 @@ EXPRESSIONS = {
 
 async def names(settings: Settings, sql: str) -> list[str]:
     async with connected(settings) as connection:
-        await connection.execute(text(TABLE[connection.dialect.name]))
+        await connection.execute(text(TABLE[backend_of(connection)]))
         return list((await connection.exec_driver_sql(sql)).keys())
 
 
 async def test_each_expression_is_named_as_the_database_names_its_text(
     settings: Settings, backend: str
 ) -> None:
-    dialect: guard.Backend = "postgresql" if backend == "postgresql" else "sqlite"
+    dialect = Backend(backend)
     expressions = EXPRESSIONS[dialect]
     written = "SELECT " + ", ".join(expressions) + " FROM t GROUP BY amount, name, at"
     rendered = guard.render(guard.analyse(written, dialect), {"t": "t"}, dialect)

@@ -19,9 +19,8 @@ from tablehouse.api.runtime import Runtime
 from tablehouse.app import create_app
 from tablehouse.config import Settings
 from tablehouse.core import migrations, query_roles
-from tablehouse.core.query_roles import owner_role
+from tablehouse.core.query_roles import QueryRoleMissing, owner_role
 from tablehouse.errors import BadRequest
-from tablehouse.query.privileges import QueryRoleMissing
 from tests import databases
 from tests.accounts import bearer, promote_to_admin, signed_up
 from tests.databases import connected, postgres_sql

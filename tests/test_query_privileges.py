@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from sqlalchemy import text
 
 from tablehouse.api.runtime import Runtime
+from tablehouse.core.database import Backend
 from tablehouse.core.query_roles import owner_role
 from tablehouse.errors import BadRequest
 from tablehouse.query import guard
@@ -158,9 +159,7 @@ async def test_sqlite_authorizer_denies_catalogue_pragma_attach_and_functions(
 
 
 async def _guarded_then_run(runtime: Runtime, table: str, call: str) -> None:
-    backend: guard.Backend = (
-        "postgresql" if runtime.query_engine.dialect.name == "postgresql" else "sqlite"
-    )
+    backend = runtime.backend
     analysis = guard.analyse(f"SELECT {call} FROM t", backend)
     sql = guard.render(analysis, {"t": table}, backend)
     await run_unguarded(runtime, sql, {table: "t"})

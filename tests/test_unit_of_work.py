@@ -3,17 +3,30 @@
 from __future__ import annotations
 
 import asyncio
+import textwrap
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
 from fastapi import APIRouter, FastAPI
+from mypy import api as mypy_api
 from sqlalchemy import Column, ForeignKey, Integer, MetaData, String, Table, func, insert, select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tablehouse.api.dependencies import SessionDep
+from tablehouse.api.dependencies import ReadSessionDep, WriteSessionDep
 from tablehouse.config import Settings
-from tablehouse.core.database import create_engine, create_session_factory, uow
+from tablehouse.core.database import (
+    ReadSession,
+    WriteSession,
+    create_engine,
+    create_read_engine,
+    create_read_session_factory,
+    create_session_factory,
+    read_uow,
+    uow,
+)
 from tablehouse.errors import Conflict
 
 # Scaffolding for these tests only; it lives in the test's own database.
@@ -37,13 +50,13 @@ router = APIRouter(prefix="/_uow")
 
 
 @router.post("/notes", status_code=201)
-async def add_note(session: SessionDep) -> dict[str, str]:
+async def add_note(session: WriteSessionDep) -> dict[str, str]:
     await session.execute(insert(notes).values(body="kept"))
     return {"status": "created"}
 
 
 @router.post("/notes-then-conflict")
-async def add_note_then_conflict(session: SessionDep) -> None:
+async def add_note_then_conflict(session: WriteSessionDep) -> None:
     await session.execute(insert(notes).values(body="must vanish"))
     await session.flush()
     raise Conflict("already exists")
@@ -54,19 +67,27 @@ class CountedFailure(Conflict):
 
 
 @router.post("/notes-then-counted-failure")
-async def add_note_then_counted_failure(session: SessionDep) -> None:
+async def add_note_then_counted_failure(session: WriteSessionDep) -> None:
     await session.execute(insert(notes).values(body="kept although the request failed"))
     raise CountedFailure("refused, but the attempt is recorded")
 
 
 @router.post("/notes-then-crash")
-async def add_note_then_crash(session: SessionDep) -> None:
+async def add_note_then_crash(session: WriteSessionDep) -> None:
     await session.execute(insert(notes).values(body="must vanish"))
     raise RuntimeError("boom")
 
 
+@router.post("/notes-from-a-read-path")
+async def add_note_from_a_read_path(session: ReadSessionDep) -> None:
+    # What mypy refuses (see test_mypy_refuses_a_write_session_built_from_a_read_one); at run
+    # time the database refuses it too.
+    await session.execute(insert(notes).values(body="must be refused"))
+    raise Conflict("the handler failed after its write")
+
+
 @router.post("/orphan", status_code=201)
-async def add_orphan(session: SessionDep) -> dict[str, str]:
+async def add_orphan(session: WriteSessionDep) -> dict[str, str]:
     await session.execute(insert(children).values(id=1, parent_id=999))
     await session.flush()
     return {"status": "created"}
@@ -167,3 +188,67 @@ async def test_cli_unit_of_work_rolls_back_on_error(engine: AsyncEngine) -> None
     with pytest.raises(Conflict):
         await write_then_fail()
     assert await _count(engine, notes) == 0
+
+
+async def test_a_write_in_a_read_unit_of_work_is_refused_by_the_database(
+    settings: Settings, engine: AsyncEngine
+) -> None:
+    """On both backends, not just SQLite: the PostgreSQL read engine is AUTOCOMMIT, so
+    without default_transaction_read_only a write there would be kept whatever followed."""
+    reads = create_read_engine(settings)
+    try:
+        with pytest.raises(DBAPIError, match=r"read-only|readonly"):
+            async with read_uow(create_read_session_factory(reads)) as session:
+                await session.execute(insert(notes).values(body="must be refused"))
+    finally:
+        await reads.dispose()
+    assert await _count(engine, notes) == 0
+
+
+async def test_a_route_that_declares_a_read_session_cannot_write(
+    uow_client: httpx.AsyncClient, engine: AsyncEngine
+) -> None:
+    response = await uow_client.post("/_uow/notes-from-a-read-path")
+    assert response.status_code == 500
+    assert await _count(engine, notes) == 0
+
+
+async def test_a_route_gets_the_session_kind_it_declares_whatever_its_method(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    kinds = APIRouter(prefix="/_kinds")
+
+    @kinds.post("/reads")
+    async def post_that_reads(session: ReadSessionDep) -> str:
+        return type(session).__name__
+
+    @kinds.get("/writes")
+    async def get_that_writes(session: WriteSessionDep) -> str:
+        return type(session).__name__
+
+    app.include_router(kinds)
+    assert (await client.post("/_kinds/reads")).json() == ReadSession.__name__
+    assert (await client.get("/_kinds/writes")).json() == WriteSession.__name__
+
+
+@pytest.mark.slow
+@pytest.mark.backends("sqlite")  # a type check: the database plays no part
+def test_mypy_refuses_a_write_session_built_from_a_read_one(tmp_path: Path) -> None:
+    example = tmp_path / "write_from_read.py"
+    example.write_text(
+        textwrap.dedent(
+            """
+            from tablehouse.core.database import ReadSession, WriteSession
+
+            async def delete_everything(session: WriteSession) -> None: ...
+
+            async def read_path(session: ReadSession) -> None:
+                await delete_everything(session)
+            """
+        )
+    )
+    out, _err, status = mypy_api.run(
+        ["--strict", "--no-incremental", "--cache-dir", str(tmp_path / "cache"), str(example)]
+    )
+    assert status == 1, out
+    assert 'incompatible type "ReadSession"; expected "WriteSession"' in out

@@ -24,8 +24,10 @@ from tablehouse.api.security_schemes import offer_bearer_scheme
 from tablehouse.config import Settings, load_settings
 from tablehouse.core import migrations
 from tablehouse.core.database import (
+    backend_of,
     create_engine,
     create_read_engine,
+    create_read_session_factory,
     create_session_factory,
     wait_for_database,
 )
@@ -38,8 +40,7 @@ from tablehouse.core.passwords import Passwords
 from tablehouse.core.security import jwt_signing_secret
 from tablehouse.core.tokens import TokenCodec
 from tablehouse.errors import TablehouseError
-from tablehouse.query import statements
-from tablehouse.query.privileges import check_query_role, check_role_creation
+from tablehouse.query import service as query_service
 from tablehouse.query.schemas import state_limits
 from tablehouse.routes import include_routers
 from tablehouse.rows.router import INGEST_PATHS
@@ -156,8 +157,8 @@ async def _start(
         await migrations.require_current_schema(engines.main, settings)
         if engines.queries is not engines.reads:
             await wait_for_database(engines.queries, attempts=attempts, delay=delay)
-        await check_query_role(engines.queries, settings.query_database_role)
-        await check_role_creation(engines.main)
+        await query_service.check_query_role(engines.queries, settings.query_database_role)
+        await query_service.check_role_creation(engines.main)
         secret = jwt_signing_secret(settings) if settings.jwt_algorithm.startswith("HS") else None
         tokens = TokenCodec(settings, secret)
     except TablehouseError as exc:  # an expected failure: say what, not where
@@ -179,9 +180,10 @@ async def _start(
         gc.set_threshold(YOUNG_COLLECTION_THRESHOLD, middle, oldest)
     return Runtime(
         settings=settings,
+        backend=backend_of(engines.main),
         engine=engines.main,
         session_factory=create_session_factory(engines.main),
-        read_session_factory=create_session_factory(engines.reads, reads_only=True),
+        read_session_factory=create_read_session_factory(engines.reads),
         tokens=tokens,
         passwords=Passwords(settings),
         mailer=create_mailer(settings),
@@ -197,8 +199,8 @@ async def _start(
             what="row loads per user (MAX_CONCURRENT_INGESTS_PER_USER)",
             code="too_many_ingests",
         ),
-        query_statements=statements.statement_cache(settings),
-        query_check_threads=statements.check_threads(),
+        query_statements=query_service.statement_cache(settings),
+        query_check_threads=query_service.check_threads(),
         events=analytics.writer if analytics is not None else LoggingEventSink(),
         metrics=metrics,
     )

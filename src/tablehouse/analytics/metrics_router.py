@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from tablehouse.api.dependencies import RuntimeDep, SessionDep
+from tablehouse.api.dependencies import ReadSessionDep, RuntimeDep
 from tablehouse.api.responses import errors
 from tablehouse.auth.dependencies import Now, bearer, current_principal, holds_metrics_token
 from tablehouse.core.metrics import Metrics
@@ -18,7 +18,7 @@ router = APIRouter(tags=["metrics"])
 
 async def may_read_metrics(
     request: Request,
-    session: SessionDep,
+    session: ReadSessionDep,
     runtime: RuntimeDep,
     now: Now,
     token: Annotated[str | None, Depends(bearer)],

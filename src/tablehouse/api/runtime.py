@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tablehouse.config import Settings
 from tablehouse.core.cache import SizedCache
-from tablehouse.core.database import SessionFactory
+from tablehouse.core.database import Backend, ReadSessionFactory, WriteSessionFactory
 from tablehouse.core.events import EventSink
 from tablehouse.core.limits import ConcurrencyLimit
 from tablehouse.core.mailer import Mailer
@@ -23,19 +23,20 @@ from tablehouse.core.tokens import TokenCodec
 @dataclass(frozen=True, slots=True)
 class Runtime:
     settings: Settings
+    backend: Backend  # of every engine below: a replica runs the same database
     engine: AsyncEngine
-    session_factory: SessionFactory
-    read_session_factory: SessionFactory
+    session_factory: WriteSessionFactory
+    read_session_factory: ReadSessionFactory
     tokens: TokenCodec
     passwords: Passwords
     mailer: Mailer
-    # Reads (GET, and endpoints marked reads_only) have their own pool; users' SQL runs on
+    # Units of work that only read have their own pool; users' SQL runs on
     # it too, or on a read replica's engine when DATABASE_READ_URL is set.
     read_engine: AsyncEngine
     query_engine: AsyncEngine
     query_slots: ConcurrencyLimit
     ingest_slots: ConcurrencyLimit  # per user: a load waits for its body with a slot held
-    # Checked statements (the query domain's; see query.statements) and the threads that
+    # Checked statements (the query domain's; see query.guard.statements) and the threads that
     # check them.
     query_statements: SizedCache[Hashable, object]
     query_check_threads: CapacityLimiter

@@ -11,16 +11,15 @@ from typing import Annotated, cast
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from tablehouse.api.dependencies import RuntimeDep, SessionDep, is_read
+from tablehouse.api.dependencies import RequestSession, RuntimeDep
 from tablehouse.api.runtime import Runtime
 from tablehouse.auth import principal
 from tablehouse.auth.models import Scope
 from tablehouse.auth.principal import Principal
 from tablehouse.auth.sessions import Client, Issuer
 from tablehouse.config import Settings
-from tablehouse.core.database import read_uow, uow
+from tablehouse.core.database import ReadSession, WriteSession, read_uow, uow
 from tablehouse.errors import Forbidden, NotAuthenticated, TablehouseError
 
 # auto_error=False: a missing token gets our own 401 body, not FastAPI's. The same header
@@ -62,7 +61,7 @@ ClientDep = Annotated[Client, Depends(get_client)]
 BearerToken = Annotated[str | None, Depends(bearer)]
 
 
-async def _authenticated(request: Request, session: AsyncSession, token: str | None) -> Principal:
+async def _authenticated(request: Request, session: ReadSession, token: str | None) -> Principal:
     if not token:
         raise NotAuthenticated("sign in: send 'Authorization: Bearer <token>'")
     runtime = cast(Runtime, request.app.state.runtime)
@@ -72,13 +71,13 @@ async def _authenticated(request: Request, session: AsyncSession, token: str | N
         token=token,
         idle_timeout=runtime.idle_timeout,
         now=datetime.now(UTC),
-        record_use=not is_read(request),
+        record_use=isinstance(session, WriteSession),
     )
 
 
 async def current_principal(
     request: Request,
-    session: SessionDep,
+    session: ReadSession,
     runtime: RuntimeDep,
     now: Now,
     token: BearerToken,
@@ -92,13 +91,15 @@ async def current_principal(
         token=token,
         idle_timeout=runtime.idle_timeout,
         now=now,
-        record_use=not is_read(request),
+        record_use=isinstance(session, WriteSession),
     )
 
 
 # Every authenticated request resolves one of these, so they take as few dependencies as
 # they can (each costs FastAPI some work per request): the session and the bearer token.
-async def caller_principal(request: Request, session: SessionDep, token: BearerToken) -> Principal:
+async def caller_principal(
+    request: Request, session: RequestSession, token: BearerToken
+) -> Principal:
     return await _authenticated(request, session, token)
 
 
@@ -133,7 +134,7 @@ def _holding(scope: Scope, caller: Principal) -> Principal:
 def require_scope(scope: Scope) -> Callable[..., Awaitable[Principal]]:
     """The caller, who must hold ``scope`` (a login session holds every scope)."""
 
-    async def check(request: Request, session: SessionDep, token: BearerToken) -> Principal:
+    async def check(request: Request, session: RequestSession, token: BearerToken) -> Principal:
         return _holding(scope, await _authenticated(request, session, token))
 
     return check

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, BackgroundTasks, Depends, Query, status
 from fastapi.security import OAuth2PasswordRequestForm
 
-from tablehouse.api.dependencies import RuntimeDep, SessionDep, WriteSessionDep
+from tablehouse.api.dependencies import ReadSessionDep, RuntimeDep, WriteSessionDep
 from tablehouse.api.paths import API_PREFIX
 from tablehouse.api.responses import PUBLIC, WITH_BODY, errors
 from tablehouse.auth import accounts, api_keys, sessions
@@ -52,7 +52,7 @@ LOGIN = {
 )
 async def register(
     body: RegisterRequest,
-    session: SessionDep,
+    session: WriteSessionDep,
     runtime: RuntimeDep,
     tasks: BackgroundTasks,
     now: Now,
@@ -77,7 +77,7 @@ async def register(
 )
 async def login(
     body: LoginRequest,
-    session: SessionDep,
+    session: WriteSessionDep,
     runtime: RuntimeDep,
     issuer: IssuerDep,
     client: ClientDep,
@@ -101,7 +101,7 @@ async def login(
 )
 async def token(
     form: Annotated[OAuth2PasswordRequestForm, Depends()],
-    session: SessionDep,
+    session: WriteSessionDep,
     runtime: RuntimeDep,
     issuer: IssuerDep,
     client: ClientDep,
@@ -125,24 +125,26 @@ async def token(
     responses={**WITH_BODY, **errors(401)},
 )
 async def refresh(
-    body: RefreshRequest, session: SessionDep, issuer: IssuerDep, now: Now
+    body: RefreshRequest, session: WriteSessionDep, issuer: IssuerDep, now: Now
 ) -> TokenPair:
     return await sessions.refresh(session, issuer=issuer, refresh_token=body.refresh_token, now=now)
 
 
 @router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, responses=SIGNED_IN)
-async def logout(caller: CurrentUser, session: SessionDep) -> None:
+async def logout(caller: CurrentUser, session: WriteSessionDep) -> None:
     assert caller.session_id is not None
     await sessions.logout(session, user_id=caller.user.id, session_id=caller.session_id)
 
 
 @router.post("/logout-all", status_code=status.HTTP_204_NO_CONTENT, responses=SIGNED_IN)
-async def logout_all(caller: CurrentUser, session: SessionDep) -> None:
+async def logout_all(caller: CurrentUser, session: WriteSessionDep) -> None:
     await sessions.logout_everywhere(session, user_id=caller.user.id)
 
 
 @router.get("/sessions", responses=SIGNED_IN)
-async def list_sessions(caller: CurrentUser, session: SessionDep, now: Now) -> list[SessionRead]:
+async def list_sessions(
+    caller: CurrentUser, session: ReadSessionDep, now: Now
+) -> list[SessionRead]:
     active = await sessions.active_sessions(session, user_id=caller.user.id, now=now)
     return [
         SessionRead.model_validate(row).model_copy(update={"current": row.id == caller.session_id})
@@ -155,13 +157,19 @@ async def list_sessions(caller: CurrentUser, session: SessionDep, now: Now) -> l
     status_code=status.HTTP_204_NO_CONTENT,
     responses={**SIGNED_IN, **errors(404)},
 )
-async def revoke_session(session_id: uuid.UUID, caller: CurrentUser, session: SessionDep) -> None:
+async def revoke_session(
+    session_id: uuid.UUID, caller: CurrentUser, session: WriteSessionDep
+) -> None:
     await sessions.revoke_one(session, user_id=caller.user.id, session_id=session_id)
 
 
 @router.post("/verify/request", status_code=status.HTTP_202_ACCEPTED, responses=WITH_BODY)
 async def request_verification(
-    body: EmailRequest, session: SessionDep, runtime: RuntimeDep, tasks: BackgroundTasks, now: Now
+    body: EmailRequest,
+    session: WriteSessionDep,
+    runtime: RuntimeDep,
+    tasks: BackgroundTasks,
+    now: Now,
 ) -> dict[str, str]:
     sent = await accounts.request_verification(
         session, settings=runtime.settings, email=body.email, now=now
@@ -172,7 +180,7 @@ async def request_verification(
 
 
 @router.post("/verify/confirm", responses={**WITH_BODY, **errors(400)})
-async def confirm_verification(body: TokenConfirm, session: SessionDep, now: Now) -> UserRead:
+async def confirm_verification(body: TokenConfirm, session: WriteSessionDep, now: Now) -> UserRead:
     user = await accounts.confirm_verification(session, token=body.token, now=now)
     return UserRead.model_validate(user)
 
@@ -191,7 +199,11 @@ async def confirm_verification_link(
 
 @router.post("/password-reset/request", status_code=status.HTTP_202_ACCEPTED, responses=WITH_BODY)
 async def request_password_reset(
-    body: EmailRequest, session: SessionDep, runtime: RuntimeDep, tasks: BackgroundTasks, now: Now
+    body: EmailRequest,
+    session: WriteSessionDep,
+    runtime: RuntimeDep,
+    tasks: BackgroundTasks,
+    now: Now,
 ) -> dict[str, str]:
     sent = await accounts.request_password_reset(
         session, settings=runtime.settings, email=body.email, now=now
@@ -203,7 +215,7 @@ async def request_password_reset(
 
 @router.post("/password-reset/confirm", status_code=status.HTTP_204_NO_CONTENT, responses=WITH_BODY)
 async def confirm_password_reset(
-    body: PasswordResetConfirm, session: SessionDep, runtime: RuntimeDep, now: Now
+    body: PasswordResetConfirm, session: WriteSessionDep, runtime: RuntimeDep, now: Now
 ) -> None:
     await accounts.confirm_password_reset(
         session,
@@ -216,13 +228,13 @@ async def confirm_password_reset(
 
 @router.post("/api-keys", status_code=status.HTTP_201_CREATED, responses={**SIGNED_IN, **WITH_BODY})
 async def create_api_key(
-    body: ApiKeyCreate, caller: CurrentUser, session: SessionDep, now: Now
+    body: ApiKeyCreate, caller: CurrentUser, session: WriteSessionDep, now: Now
 ) -> ApiKeyCreated:
     return await api_keys.create(session, owner=caller.user, request=body, now=now)
 
 
 @router.get("/api-keys", responses=SIGNED_IN)
-async def list_api_keys(caller: CurrentUser, session: SessionDep) -> list[ApiKeyRead]:
+async def list_api_keys(caller: CurrentUser, session: ReadSessionDep) -> list[ApiKeyRead]:
     keys = await api_keys.list_for(session, owner=caller.user)
     return [ApiKeyRead.model_validate(key) for key in keys]
 
@@ -233,7 +245,7 @@ async def list_api_keys(caller: CurrentUser, session: SessionDep) -> list[ApiKey
     responses={**SIGNED_IN, **errors(404)},
 )
 async def revoke_api_key(
-    key_id: uuid.UUID, caller: CurrentUser, session: SessionDep, now: Now
+    key_id: uuid.UUID, caller: CurrentUser, session: WriteSessionDep, now: Now
 ) -> None:
     await api_keys.revoke(session, owner=caller.user, key_id=key_id, now=now)
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
-from tablehouse.api.dependencies import RuntimeDep, SessionDep
+from tablehouse.api.dependencies import ReadSessionDep, RuntimeDep, WriteSessionDep
 from tablehouse.api.pagination import Limit, Offset, Page
 from tablehouse.api.paths import API_PREFIX
 from tablehouse.api.responses import AUTHENTICATED, WITH_BODY, errors
@@ -30,7 +30,7 @@ async def read_me(caller: CurrentPrincipal) -> UserRead:
     responses=WITH_BODY,
 )
 async def update_me(
-    body: UpdateMe, caller: CurrentUser, session: SessionDep, runtime: RuntimeDep
+    body: UpdateMe, caller: CurrentUser, session: WriteSessionDep, runtime: RuntimeDep
 ) -> UserRead:
     user = await accounts.update_me(
         session,
@@ -45,7 +45,7 @@ async def update_me(
 @router.get("", summary="List users (admins)")
 async def list_users(
     _admin: CurrentAdmin,
-    session: SessionDep,
+    session: ReadSessionDep,
     limit: Limit = 50,
     offset: Offset = 0,
     email: Annotated[str | None, Query(max_length=320, description="Part of the email")] = None,
@@ -64,7 +64,7 @@ async def list_users(
 
 
 @router.get("/{user_id}", summary="One user (admins)", responses=errors(404))
-async def read_user(user_id: uuid.UUID, _admin: CurrentAdmin, session: SessionDep) -> UserRead:
+async def read_user(user_id: uuid.UUID, _admin: CurrentAdmin, session: ReadSessionDep) -> UserRead:
     return UserRead.model_validate(await accounts.get_user(session, user_id))
 
 
@@ -74,7 +74,7 @@ async def read_user(user_id: uuid.UUID, _admin: CurrentAdmin, session: SessionDe
     responses={**WITH_BODY, **errors(404)},
 )
 async def update_user(
-    user_id: uuid.UUID, body: AdminUserUpdate, admin: CurrentAdmin, session: SessionDep
+    user_id: uuid.UUID, body: AdminUserUpdate, admin: CurrentAdmin, session: WriteSessionDep
 ) -> UserRead:
     user = await accounts.administer(session, admin=admin.user, user_id=user_id, changes=body)
     return UserRead.model_validate(user)
@@ -86,7 +86,7 @@ async def update_user(
     summary="Delete a user and everything they own (admins)",
 )
 async def delete_user(
-    user_id: uuid.UUID, admin: CurrentAdmin, session: SessionDep, runtime: RuntimeDep
+    user_id: uuid.UUID, admin: CurrentAdmin, session: WriteSessionDep, runtime: RuntimeDep
 ) -> None:
     await accounts.delete_user(
         session,

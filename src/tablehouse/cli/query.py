@@ -124,38 +124,24 @@ async def _answer(
     from tablehouse.auth import repository
     from tablehouse.auth.accounts import normalise_email
     from tablehouse.auth.principal import ALL_SCOPES, Principal
-    from tablehouse.core.database import create_read_engine, create_session_factory, uow
-    from tablehouse.core.limits import ConcurrencyLimit
-    from tablehouse.query import service, statements
+    from tablehouse.core.database import read_uow
+    from tablehouse.query import service
+    from tablehouse.query.dependencies import standalone_target
     from tablehouse.query.schemas import QueryRequest
 
     try:
         request = QueryRequest.model_validate(body)
     except ValidationError as exc:
         raise TablehouseError(exc.errors()[0]["msg"], code="invalid_request") from None
-    reads = create_read_engine(settings)
-    replica = settings.database_read_url
-    queries = create_read_engine(settings, replica=True) if replica else reads
-    target = service.target_for(
-        settings,
-        queries,
-        slots=ConcurrencyLimit(1, what="queries", code="too_many_concurrent_queries"),
-        events=events,
-        statement_cache=statements.statement_cache(settings),
-        check_threads=statements.check_threads(),
-        on_session_connection=not replica,
-        source="cli",
-    )
-    try:
-        async with uow(create_session_factory(reads, reads_only=True)) as session:
-            user = await repository.user_by_email(session, normalise_email(email))
-            if user is None or not user.is_active:
-                raise TablehouseError(f"no active user with email {email}", code="unknown_user")
-            caller = Principal(user=user, scopes=ALL_SCOPES)
-            document = await service.answer(session, caller=caller, request=request, target=target)
-    finally:
-        await queries.dispose()
-        await reads.dispose()
+    async with (
+        standalone_target(settings, events, source="cli") as (sessions, target),
+        read_uow(sessions) as session,
+    ):
+        user = await repository.user_by_email(session, normalise_email(email))
+        if user is None or not user.is_active:
+            raise TablehouseError(f"no active user with email {email}", code="unknown_user")
+        caller = Principal(user=user, scopes=ALL_SCOPES)
+        document = await service.answer(session, caller=caller, request=request, target=target)
     parsed: dict[str, Any] = orjson.loads(document)
     return parsed
 

@@ -6,13 +6,15 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 import structlog
-from sqlalchemy import event, exc, text
+from sqlalchemy import Connection, Engine, event, exc, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -26,7 +28,28 @@ from tablehouse.errors import DatabaseUnavailable, TablehouseError
 
 log = structlog.get_logger(__name__)
 
-SessionFactory = async_sessionmaker[AsyncSession]
+
+class Backend(StrEnum):
+    """The databases Tablehouse stores in; the one way code tells them apart."""
+
+    POSTGRESQL = "postgresql"
+    SQLITE = "sqlite"
+
+
+class ReadSession(AsyncSession):
+    """A unit of work that only reads. The database refuses a write made through it (SQLite:
+    ``query_only``; PostgreSQL: ``default_transaction_read_only``), and the type says so:
+    a repository function that writes takes a ``WriteSession``, so mypy rejects a write
+    reached from a read path."""
+
+
+class WriteSession(ReadSession):
+    """A unit of work that may write, committed once when it ends without an error. It is a
+    ``ReadSession`` too: a write path may call what only reads."""
+
+
+ReadSessionFactory = async_sessionmaker[ReadSession]
+WriteSessionFactory = async_sessionmaker[WriteSession]
 # Execution option marking connections that only read (see _apply_sqlite_pragmas).
 READS_ONLY = "tablehouse_reads_only"
 # A pooled connection back in the pool for less than this is handed out without a ping
@@ -53,8 +76,13 @@ def database_url(settings: Settings, *, for_queries: bool = False) -> URL:
     return url.set(database=str(path))
 
 
-def backend_name(engine: AsyncEngine) -> str:
-    return engine.dialect.name
+def backend_of(
+    source: AsyncEngine | AsyncConnection | AsyncSession | Engine | Connection,
+) -> Backend:
+    """Which database ``source`` talks to."""
+    if isinstance(source, AsyncSession):
+        return Backend(source.get_bind().dialect.name)
+    return Backend(source.dialect.name)
 
 
 def create_engine(settings: Settings) -> AsyncEngine:
@@ -65,18 +93,21 @@ def create_engine(settings: Settings) -> AsyncEngine:
 def create_read_engine(settings: Settings, *, replica: bool = False) -> AsyncEngine:
     """The engine for units of work that only read, and for users' SQL.
 
-    On PostgreSQL its connections are in AUTOCOMMIT: a read needs no BEGIN and COMMIT round
-    trips, and the query executor opens its own READ ONLY transaction. On SQLite they are
-    ``query_only``: the database itself refuses any write made through them. ``replica``:
-    on ``DATABASE_READ_URL`` instead of ``DATABASE_URL``.
+    On PostgreSQL its connections are in AUTOCOMMIT (a read needs no BEGIN and COMMIT round
+    trips, and the query executor opens its own READ ONLY transaction) with
+    ``default_transaction_read_only`` on; on SQLite they are ``query_only``: either way the
+    database itself refuses any write made through them. ``replica``: on ``DATABASE_READ_URL``
+    instead of ``DATABASE_URL``.
     """
     return _pooled_engine(database_url(settings, for_queries=replica), settings, reads=True)
 
 
 def _pooled_engine(url: URL, settings: Settings, *, reads: bool = False) -> AsyncEngine:
     options: dict[str, Any] = {}
-    if reads and url.get_backend_name() == "postgresql":
+    connect_args = _connect_args(url, settings)
+    if reads and url.get_backend_name() == Backend.POSTGRESQL:
         options["isolation_level"] = "AUTOCOMMIT"
+        connect_args["server_settings"] = {"default_transaction_read_only": "on"}
     engine = create_async_engine(
         url,
         poolclass=FairAsyncQueuePool,
@@ -84,7 +115,7 @@ def _pooled_engine(url: URL, settings: Settings, *, reads: bool = False) -> Asyn
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_pool_timeout,
         pool_recycle=settings.db_pool_recycle,
-        connect_args=_connect_args(url, settings),
+        connect_args=connect_args,
         **options,
     )
     if settings.db_pool_pre_ping:
@@ -197,22 +228,28 @@ def _apply_sqlite_pragmas(
             connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def create_session_factory(engine: AsyncEngine, *, reads_only: bool = False) -> SessionFactory:
-    """Sessions for units of work; ``reads_only`` ones never wait for SQLite's write lock."""
-    bind = engine.execution_options(**{READS_ONLY: True}) if reads_only else engine
-    return async_sessionmaker(bind, expire_on_commit=False, autoflush=False)
+def create_session_factory(engine: AsyncEngine) -> WriteSessionFactory:
+    """Sessions for units of work that may write (see ``uow``)."""
+    return async_sessionmaker(engine, class_=WriteSession, expire_on_commit=False, autoflush=False)
+
+
+def create_read_session_factory(engine: AsyncEngine) -> ReadSessionFactory:
+    """Sessions for units of work that only read (see ``read_uow``), on an engine from
+    ``create_read_engine``; they never wait for SQLite's write lock."""
+    bind = engine.execution_options(**{READS_ONLY: True})
+    return async_sessionmaker(bind, class_=ReadSession, expire_on_commit=False, autoflush=False)
 
 
 _VERSION_QUERY = {
-    "postgresql": "SELECT version()",
-    "sqlite": "SELECT 'SQLite ' || sqlite_version()",
+    Backend.POSTGRESQL: "SELECT version()",
+    Backend.SQLITE: "SELECT 'SQLite ' || sqlite_version()",
 }
 
 
 async def server_version(engine: AsyncEngine) -> str:
     """Ask the database for its version; this is also the cheapest proof that it answers."""
     async with engine.execution_options(**{READS_ONLY: True}).connect() as connection:
-        result = await connection.execute(text(_VERSION_QUERY[backend_name(engine)]))
+        result = await connection.execute(text(_VERSION_QUERY[backend_of(engine)]))
         return str(result.scalar_one())
 
 
@@ -265,7 +302,7 @@ def pool_figures(engine: AsyncEngine) -> dict[str, int]:
 
 
 @asynccontextmanager
-async def uow(session_factory: SessionFactory) -> AsyncIterator[AsyncSession]:
+async def uow(session_factory: WriteSessionFactory) -> AsyncIterator[WriteSession]:
     """One unit of work: commit once if the block succeeds, roll back if it raises.
 
     An error that is an outcome rather than a failure (``keeps_changes``, e.g. a failed login
@@ -288,11 +325,11 @@ async def uow(session_factory: SessionFactory) -> AsyncIterator[AsyncSession]:
 
 
 @asynccontextmanager
-async def read_uow(session_factory: SessionFactory) -> AsyncIterator[AsyncSession]:
+async def read_uow(session_factory: ReadSessionFactory) -> AsyncIterator[ReadSession]:
     """A unit of work that only reads: nothing to commit, so it just ends (rolling back).
 
-    On PostgreSQL reads run in AUTOCOMMIT, on SQLite on ``query_only`` connections, so a
-    COMMIT would change nothing; skipping it saves a step per request.
+    Its connections refuse writes (see ``create_read_engine``), so a COMMIT would change
+    nothing; skipping it saves a step per request.
     """
     async with session_factory() as session:
         yield session

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, status
 
-from tablehouse.api.dependencies import RuntimeDep, SessionDep
+from tablehouse.api.dependencies import ReadSessionDep, RuntimeDep, WriteSessionDep
 from tablehouse.api.pagination import Limit, Offset, Page
 from tablehouse.api.paths import API_PREFIX
 from tablehouse.api.responses import AUTHENTICATED, WITH_BODY, errors
@@ -39,7 +39,7 @@ def _read(schema: Schema, row_count: int) -> SchemaRead:
     responses={**WITH_BODY, **errors(409)},
 )
 async def create_schema(
-    body: SchemaCreate, caller: WriteAccess, session: SessionDep, runtime: RuntimeDep
+    body: SchemaCreate, caller: WriteAccess, session: WriteSessionDep, runtime: RuntimeDep
 ) -> SchemaRead:
     schema = await service.create(
         session,
@@ -53,7 +53,7 @@ async def create_schema(
 
 @router.get("", summary="Your datasets, with row counts")
 async def list_schemas(
-    caller: ReadAccess, session: SessionDep, limit: Limit = 50, offset: Offset = 0
+    caller: ReadAccess, session: ReadSessionDep, limit: Limit = 50, offset: Offset = 0
 ) -> Page[SchemaRead]:
     counted, total = await service.page(session, caller=caller, limit=limit, offset=offset)
     return Page[SchemaRead](
@@ -71,7 +71,7 @@ async def list_schemas(
 )
 async def validate_schema(
     caller: ReadAccess,
-    session: SessionDep,
+    session: WriteSessionDep,
     runtime: RuntimeDep,
     body: Annotated[dict[str, Any], Body(description="A body as for POST /schemas")],
 ) -> ValidationReport:
@@ -82,7 +82,7 @@ async def validate_schema(
 
 @router.get("/{name}", summary="One dataset with its current version and fields", responses=NAMED)
 async def read_schema(
-    name: str, caller: ReadAccess, session: SessionDep, owner: OwnerQuery = None
+    name: str, caller: ReadAccess, session: ReadSessionDep, owner: OwnerQuery = None
 ) -> SchemaRead:
     schema = await service.load(session, caller=caller, name=name, owner_id=owner)
     return _read(schema, await service.row_count(session, schema))
@@ -97,7 +97,7 @@ async def update_schema(
     name: str,
     body: SchemaUpdate,
     caller: WriteAccess,
-    session: SessionDep,
+    session: WriteSessionDep,
     runtime: RuntimeDep,
     owner: OwnerQuery = None,
 ) -> SchemaRead:
@@ -119,7 +119,7 @@ async def update_schema(
     responses=NAMED,
 )
 async def delete_schema(
-    name: str, caller: WriteAccess, session: SessionDep, owner: OwnerQuery = None
+    name: str, caller: WriteAccess, session: WriteSessionDep, owner: OwnerQuery = None
 ) -> None:
     schema = await service.load(session, caller=caller, name=name, owner_id=owner, lock="update")
     await service.delete(session, schema=schema)
@@ -129,7 +129,7 @@ async def delete_schema(
     "/{name}/versions", summary="Every version and the change that made it", responses=NAMED
 )
 async def list_versions(
-    name: str, caller: ReadAccess, session: SessionDep, owner: OwnerQuery = None
+    name: str, caller: ReadAccess, session: ReadSessionDep, owner: OwnerQuery = None
 ) -> list[SchemaVersionRead]:
     schema = await service.load(session, caller=caller, name=name, owner_id=owner)
     return [SchemaVersionRead.model_validate(v) for v in await service.versions(session, schema)]

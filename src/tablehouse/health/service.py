@@ -6,7 +6,7 @@ import asyncio
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tablehouse.core.database import backend_name, pool_figures, server_version
+from tablehouse.core.database import backend_of, pool_figures, server_version
 from tablehouse.health.schemas import DatabaseState, Readiness
 
 
@@ -17,12 +17,12 @@ async def check_database(engine: AsyncEngine, *, within: float) -> DatabaseState
     except Exception as exc:  # any failure to answer means "not ready", never a 500
         return DatabaseState(
             status="unreachable",
-            backend=backend_name(engine),
+            backend=backend_of(engine),
             error=type(exc).__name__,
             pool=pool_figures(engine),
         )
     return DatabaseState(
-        status="ok", backend=backend_name(engine), version=version, pool=pool_figures(engine)
+        status="ok", backend=backend_of(engine), version=version, pool=pool_figures(engine)
     )
 
 

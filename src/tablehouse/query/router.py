@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header
+from fastapi import APIRouter, Header
 from fastapi.responses import Response, StreamingResponse
 
-from tablehouse.api.dependencies import RuntimeDep, SessionDep, reads_only
+from tablehouse.api.dependencies import ReadSessionDep
 from tablehouse.api.paths import API_PREFIX
 from tablehouse.api.responses import AUTHENTICATED, WITH_BODY, errors
 from tablehouse.auth.dependencies import QueryAccess
 from tablehouse.query import service
+from tablehouse.query.dependencies import QueryTargetDep
 from tablehouse.query.schemas import QueryRequest, QueryResult
 
 router = APIRouter(prefix=API_PREFIX, tags=["query"], responses=AUTHENTICATED)
@@ -20,22 +21,6 @@ STREAM_TYPES: dict[str, service.StreamFormat] = {
     "text/csv": "csv",
     "application/x-ndjson": "ndjson",
 }
-
-
-async def get_target(runtime: RuntimeDep) -> service.QueryTarget:
-    settings = runtime.settings
-    return service.target_for(
-        settings,
-        runtime.query_engine,
-        slots=runtime.query_slots,
-        events=runtime.events,
-        statement_cache=runtime.query_statements,
-        check_threads=runtime.query_check_threads,
-        on_session_connection=not settings.database_read_url,
-    )
-
-
-Target = Annotated[service.QueryTarget, Depends(get_target)]
 
 
 def _stream_format(accept: str | None) -> service.StreamFormat | None:
@@ -68,12 +53,11 @@ _Accept = Annotated[str | None, Header(include_in_schema=False)]
         **_ERRORS,
     },
 )
-@reads_only
 async def run_query(
     body: QueryRequest,
     caller: QueryAccess,
-    session: SessionDep,
-    target: Target,
+    session: ReadSessionDep,
+    target: QueryTargetDep,
     accept: _Accept = None,
 ) -> Response:
     form = _stream_format(accept)
@@ -98,9 +82,8 @@ async def run_query(
         **_ERRORS,
     },
 )
-@reads_only
 async def run_query_csv(
-    body: QueryRequest, caller: QueryAccess, session: SessionDep, target: Target
+    body: QueryRequest, caller: QueryAccess, session: ReadSessionDep, target: QueryTargetDep
 ) -> Response:
     return await _streamed(body, caller, session, target, "csv")
 
@@ -108,8 +91,8 @@ async def run_query_csv(
 async def _streamed(
     body: QueryRequest,
     caller: QueryAccess,
-    session: SessionDep,
-    target: Target,
+    session: ReadSessionDep,
+    target: QueryTargetDep,
     form: service.StreamFormat,
 ) -> Response:
     query_id, chunks = await service.stream(

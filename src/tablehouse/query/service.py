@@ -1,5 +1,10 @@
 """Query rules: check the statement, find the caller's tables, run it within the limits,
-and log every query, whatever became of it."""
+and log every query, whatever became of it.
+
+The only module the router calls. The machinery it puts together lives in sub-packages only
+this module imports: ``guard`` (which SQL may run), ``backends`` (running it on each
+database) and ``answers`` (the rows as JSON, CSV or NDJSON); its SQL is in ``repository``.
+"""
 
 from __future__ import annotations
 
@@ -10,21 +15,40 @@ from dataclasses import dataclass
 from typing import Literal
 
 from anyio import CapacityLimiter
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tablehouse.auth.principal import Principal
 from tablehouse.config import Settings
+from tablehouse.core.database import Backend, ReadSession, backend_of
 from tablehouse.core.events import EventSink
 from tablehouse.core.limits import ConcurrencyLimit
-from tablehouse.errors import BadRequest, InvalidInput, Location, TablehouseError
-from tablehouse.query import catalog, guard, results
-from tablehouse.query.events import QuerySource
-from tablehouse.query.execution import Backend, Statement, open_cursor
-from tablehouse.query.postgres import PostgresBackend
+from tablehouse.core.query_roles import QueryRoleMissing
+from tablehouse.errors import BadRequest, InvalidInput, Location, NotFound, TablehouseError
+from tablehouse.query import guard, repository
+from tablehouse.query.answers import results
+from tablehouse.query.backends.execution import Executor, Statement, open_cursor
+from tablehouse.query.backends.postgres import PostgresExecutor
+from tablehouse.query.backends.sqlite import SqliteExecutor
+from tablehouse.query.events import QuerySource, logged
 from tablehouse.query.schemas import QueryRequest
-from tablehouse.query.sqlite import SqliteBackend
-from tablehouse.query.statements import Checker, StatementCache
-from tablehouse.query.tracking import logged
+
+__all__ = [
+    "Limits",
+    "QueryTarget",
+    "StreamFormat",
+    "answer",
+    "check_query_role",
+    "check_role_creation",
+    "check_threads",
+    "plan",
+    "statement_cache",
+    "stream",
+    "target_for",
+]
+
+# Made once per process, kept on the Runtime (or by ``tablehouse query``).
+statement_cache = guard.statement_cache
+check_threads = guard.check_threads
 
 StreamFormat = Literal["csv", "ndjson"]
 
@@ -39,15 +63,16 @@ class Limits:
 
 @dataclass(frozen=True, slots=True)
 class QueryTarget:
-    """Where and how statements run, built from the runtime by the router."""
+    """Where and how statements run: made by ``target_for``, from the runtime for each
+    request (``dependencies.get_target``) or once by ``tablehouse query``."""
 
     engine: AsyncEngine
     backend: Backend
-    dialect: guard.Backend
+    executor: Executor
     limits: Limits
     slots: ConcurrencyLimit
     events: EventSink
-    checker: Checker
+    checker: guard.Checker
     # The request's own read connection may run the statement (no replica): one connection
     # per query instead of two, so concurrent queries cannot starve the pool.
     on_session_connection: bool = False
@@ -57,25 +82,26 @@ class QueryTarget:
 def target_for(
     settings: Settings,
     engine: AsyncEngine,
+    backend: Backend,
     *,
     slots: ConcurrencyLimit,
     events: EventSink,
-    statement_cache: StatementCache,
+    statements: guard.StatementCache,
     check_threads: CapacityLimiter,
-    on_session_connection: bool = False,
     source: QuerySource = "api",
 ) -> QueryTarget:
-    backend: Backend
-    dialect: guard.Backend
-    if engine.dialect.name == "postgresql":
-        backend, dialect = PostgresBackend(settings.query_database_role), "postgresql"
+    """The one place a target is made. ``engine`` runs users' SQL: a replica's when
+    DATABASE_READ_URL is set, otherwise the reads engine, and then the request's own read
+    connection runs the statement; ``backend`` is its database."""
+    executor: Executor
+    if backend == Backend.POSTGRESQL:
+        executor = PostgresExecutor(settings.query_database_role)
     else:
-        backend = SqliteBackend(max_value_bytes=settings.query_max_value_bytes)
-        dialect = "sqlite"
+        executor = SqliteExecutor(max_value_bytes=settings.query_max_value_bytes)
     return QueryTarget(
         engine=engine,
         backend=backend,
-        dialect=dialect,
+        executor=executor,
         limits=Limits(
             timeout_ms=settings.query_timeout_ms,
             max_rows=settings.query_max_rows,
@@ -84,14 +110,14 @@ def target_for(
         ),
         slots=slots,
         events=events,
-        checker=Checker(
-            statement_cache,
+        checker=guard.Checker(
+            statements,
             check_threads,
             guard.Budget(
                 max_tokens=settings.query_max_sql_tokens, cpu_ms=settings.query_check_timeout_ms
             ),
         ),
-        on_session_connection=on_session_connection,
+        on_session_connection=not settings.database_read_url,
         source=source,
     )
 
@@ -104,25 +130,25 @@ class Plan:
 
 
 async def plan(
-    session: AsyncSession, *, caller: Principal, request: QueryRequest, target: QueryTarget
+    session: ReadSession, *, caller: Principal, request: QueryRequest, target: QueryTarget
 ) -> Plan:
     """The statement checked (off the event loop, within the budget) and rendered for the
     caller's datasets. The caller holds a query slot: checks count against it too."""
     limits = target.limits
     _check_limits(request, limits)
-    analysis = await target.checker.analysed(request.sql, target.dialect)
+    analysis = await target.checker.analysed(request.sql, target.backend)
     _check_parameters(analysis.parameters, request.params)
-    sources = await catalog.resolve(session, caller, analysis.tables)
+    sources = await _datasets(session, caller, analysis.tables)
     # Rendering maps each name as written; the cache key carries the resolved datasets,
     # which also pins the user.
     written = tuple(
-        catalog.Source(name, source.schema_id, source.version, source.table_name, source.fields)
+        repository.Source(name, source.schema_id, source.version, source.table_name, source.fields)
         for name, source in sorted(sources.items())
     )
     physical = {source.name: source.table_name for source in written}
     fields = {source.name: source.fields for source in written}
     rendering = await target.checker.rendered(
-        request.sql, analysis, target.dialect, physical, written, fields
+        request.sql, analysis, target.backend, physical, written, fields
     )
     statement = Statement(
         sql=rendering.sql,
@@ -139,6 +165,35 @@ async def plan(
         max_rows=request.limit or limits.max_rows,
         timeout_ms=request.timeout_ms or limits.timeout_ms,
     )
+
+
+async def _datasets(
+    session: ReadSession, caller: Principal, names: frozenset[str]
+) -> dict[str, repository.Source]:
+    """Each name as written → the caller's dataset. A name matches exactly, or else ignoring
+    case when only one dataset fits (SQL folds unquoted names). Unknown or out-of-reach names
+    are 404, all named at once."""
+    if not names:
+        return {}
+    found = await repository.datasets_named(session, caller.user.id, names)
+    sources: dict[str, repository.Source] = {}
+    missing: list[str] = []
+    for written in sorted(names):
+        candidates = [source for source in found if source.name == written] or [
+            source for source in found if source.name.lower() == written.lower()
+        ]
+        if len(candidates) != 1 or not caller.may_use_dataset(candidates[0].name):
+            missing.append(written)
+            continue
+        sources[written] = candidates[0]
+    if missing:
+        listed = ", ".join(f"'{name}'" for name in missing)
+        raise NotFound(
+            f"no dataset named {listed}; a query may read only your own datasets, "
+            "by the names you gave them",
+            code="schema_not_found",
+        )
+    return sources
 
 
 def _check_limits(request: QueryRequest, limits: Limits) -> None:
@@ -185,7 +240,7 @@ def _check_parameters(expected: tuple[str, ...], given: Mapping[str, object]) ->
 
 
 async def answer(
-    session: AsyncSession, *, caller: Principal, request: QueryRequest, target: QueryTarget
+    session: ReadSession, *, caller: Principal, request: QueryRequest, target: QueryTarget
 ) -> bytes:
     """The whole result as one JSON document (QueryResult)."""
     query_id = uuid.uuid4()
@@ -199,7 +254,7 @@ async def answer(
             _connection(session, target) as connection,
             open_cursor(
                 connection,
-                target.backend,
+                target.executor,
                 planned.statement,
                 timeout_ms=planned.timeout_ms,
                 max_rows=planned.max_rows + 1,
@@ -222,7 +277,7 @@ async def answer(
 
 
 async def stream(
-    session: AsyncSession,
+    session: ReadSession,
     *,
     caller: Principal,
     request: QueryRequest,
@@ -266,7 +321,7 @@ async def _streamed(
                 target.engine.connect() as connection,
                 open_cursor(
                     connection,
-                    target.backend,
+                    target.executor,
                     planned.statement,
                     timeout_ms=planned.timeout_ms,
                 ) as cursor,
@@ -290,7 +345,7 @@ async def _streamed(
 
 
 @asynccontextmanager
-async def _connection(session: AsyncSession, target: QueryTarget) -> AsyncIterator[AsyncConnection]:
+async def _connection(session: ReadSession, target: QueryTarget) -> AsyncIterator[AsyncConnection]:
     if target.on_session_connection:
         yield await session.connection()
         return
@@ -303,3 +358,34 @@ async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[by
         yield first
     async for chunk in rest:
         yield chunk
+
+
+async def check_query_role(engine: AsyncEngine, role: str) -> None:
+    """Refuse to start without query roles that are safe to switch to: the shared one exists
+    and this login may SET ROLE to it, and no query role is a member of another role (so
+    none inherits anything). ``engine`` runs users' SQL (the replica's, if there is one)."""
+    if backend_of(engine) != Backend.POSTGRESQL:
+        return
+    state = await repository.query_role_state(engine, role)
+    if not state.present or not state.usable:
+        raise QueryRoleMissing(
+            f"the PostgreSQL role '{role}' (QUERY_DATABASE_ROLE), which users' SQL runs as, "
+            "is missing or not granted to this login: run 'tablehouse db upgrade'"
+        )
+    if state.inherits:
+        raise QueryRoleMissing(
+            f"the PostgreSQL role '{role}' or an owner's role ({role}_...) is a member of "
+            f"another role and would inherit its rights; revoke that membership (\\du {role}*)"
+        )
+
+
+async def check_role_creation(engine: AsyncEngine) -> None:
+    """Refuse to start when ``engine``'s login (the one that creates datasets) may not
+    create the role of an owner's first dataset."""
+    if backend_of(engine) != Backend.POSTGRESQL:
+        return
+    if not await repository.login_creates_roles(engine):
+        raise QueryRoleMissing(
+            "this PostgreSQL login may not create roles, which each owner's first dataset "
+            "needs (its queries run as a role of its own): grant it CREATEROLE"
+        )

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Body, Path, Query, Request, Response, status
 from pydantic import BaseModel
 from pydantic_core import PydanticSerializationError, to_json
 
-from tablehouse.api.dependencies import SessionDep
+from tablehouse.api.dependencies import ReadSessionDep, WriteSessionDep
 from tablehouse.api.paths import API_PREFIX
 from tablehouse.api.responses import AUTHENTICATED, WITH_BODY, errors
 from tablehouse.auth.dependencies import ReadAccess, WriteAccess
@@ -84,7 +84,7 @@ async def list_rows(
     name: str,
     request: Request,
     caller: ReadAccess,
-    session: SessionDep,
+    session: ReadSessionDep,
     filters: Filters = None,  # read with the other filters, from request.query_params
     order: Order = None,
     select: Select = None,
@@ -117,7 +117,7 @@ async def list_rows(
     response_model=dict[str, Any],
 )
 async def read_row(
-    name: str, key: Key, caller: ReadAccess, session: SessionDep, owner: OwnerQuery = None
+    name: str, key: Key, caller: ReadAccess, session: ReadSessionDep, owner: OwnerQuery = None
 ) -> Response:
     row = await records.read_one(session, caller=caller, name=name, owner_id=owner, key=key)
     return _as_json(row)
@@ -140,7 +140,7 @@ async def update_row(
         ),
     ],
     caller: WriteAccess,
-    session: SessionDep,
+    session: WriteSessionDep,
     owner: OwnerQuery = None,
 ) -> Response:
     schema = await datasets.load(session, caller=caller, name=name, owner_id=owner, lock="share")
@@ -151,7 +151,7 @@ async def update_row(
     "/{name}/rows/{key:path}", status_code=status.HTTP_204_NO_CONTENT, summary="Delete one row"
 )
 async def delete_row(
-    name: str, key: Key, caller: WriteAccess, session: SessionDep, owner: OwnerQuery = None
+    name: str, key: Key, caller: WriteAccess, session: WriteSessionDep, owner: OwnerQuery = None
 ) -> None:
     schema = await datasets.load(session, caller=caller, name=name, owner_id=owner, lock="share")
     await records.remove(session, schema=schema, key=key)

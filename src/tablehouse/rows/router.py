@@ -11,7 +11,7 @@ from typing import IO, Annotated
 from fastapi import APIRouter, Depends, Query, Request, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tablehouse.api.dependencies import RuntimeDep, SessionDep
+from tablehouse.api.dependencies import RuntimeDep, WriteSessionDep
 from tablehouse.api.paths import API_PREFIX
 from tablehouse.api.responses import AUTHENTICATED, WITH_BODY, errors
 from tablehouse.api.runtime import Runtime
@@ -94,7 +94,7 @@ async def load_rows(
     name: str,
     request: Request,
     caller: Loader,
-    session: SessionDep,
+    session: WriteSessionDep,
     runtime: RuntimeDep,
     on_conflict: OnConflictQuery = "error",
     on_invalid: OnInvalidQuery = "error",
@@ -115,7 +115,7 @@ async def load_rows_csv(
     name: str,
     request: Request,
     caller: Loader,
-    session: SessionDep,
+    session: WriteSessionDep,
     runtime: RuntimeDep,
     on_conflict: OnConflictQuery = "error",
     on_invalid: OnInvalidQuery = "error",
@@ -136,7 +136,7 @@ async def load_rows_ndjson(
     name: str,
     request: Request,
     caller: Loader,
-    session: SessionDep,
+    session: WriteSessionDep,
     runtime: RuntimeDep,
     on_conflict: OnConflictQuery = "error",
     on_invalid: OnInvalidQuery = "error",

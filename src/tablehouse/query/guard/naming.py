@@ -19,8 +19,9 @@ import re
 
 from sqlglot import exp
 
-from tablehouse.query.checks import ascii_lower
-from tablehouse.query.parsing import WRITTEN_SPAN, Backend
+from tablehouse.core.database import Backend
+from tablehouse.query.guard.checks import ascii_lower
+from tablehouse.query.guard.parsing import WRITTEN_SPAN
 
 # PostgreSQL's name for a column it cannot name otherwise.
 UNNAMED = "?column?"
@@ -63,7 +64,11 @@ def name_columns(tree: exp.Expr, sql: str, backend: Backend) -> int:
         for projection in list(select.expressions):
             if not _named_by_text(projection, backend):
                 continue
-            name = _written(projection, sql) if backend == "sqlite" else _pg_name(projection, sql)
+            name = (
+                _written(projection, sql)
+                if backend == Backend.SQLITE
+                else _pg_name(projection, sql)
+            )
             if name is None or "\x00" in name:  # no driver takes a NUL in a statement
                 continue
             alias = exp.Alias(alias=exp.Identifier(this=name, quoted=True))
@@ -76,7 +81,7 @@ def name_columns(tree: exp.Expr, sql: str, backend: Backend) -> int:
 def _named_by_text(projection: exp.Expr, backend: Backend) -> bool:
     if isinstance(projection, exp.Alias | exp.Star | exp.Placeholder):
         return False  # a parameter renders as itself ($1 is as unnamed as :p)
-    if backend == "postgresql" and isinstance(projection, _UNNAMED_CONSTANTS):
+    if backend == Backend.POSTGRESQL and isinstance(projection, _UNNAMED_CONSTANTS):
         return False  # rendered as a constant again, which PostgreSQL leaves unnamed too
     inner = projection
     while isinstance(inner, exp.Paren):

@@ -16,7 +16,14 @@ import asyncpg
 
 from tablehouse.core import query_roles
 from tablehouse.errors import BadRequest, DatabaseUnavailable, QueryRefused, TablehouseError
-from tablehouse.query.execution import Column, Deadline, Row, Statement, query_timeout, readable
+from tablehouse.query.backends.execution import (
+    Column,
+    Deadline,
+    Row,
+    Statement,
+    query_timeout,
+    readable,
+)
 
 # The server's statement_timeout should fire first; this is the backstop if it cannot.
 CLIENT_GRACE_SECONDS = 0.5
@@ -127,7 +134,7 @@ class PostgresCursor:
         return int(await self._raw.fetchval(_ROWS_READ, self._tables))
 
 
-class PostgresBackend:
+class PostgresExecutor:
     def __init__(self, role: str) -> None:
         self._role = role  # QUERY_DATABASE_ROLE
 

@@ -22,8 +22,11 @@ from anyio import CapacityLimiter
 
 from tablehouse.config import Settings
 from tablehouse.core.cache import SizedCache
+from tablehouse.core.database import Backend
 from tablehouse.errors import QueryRefused
-from tablehouse.query import guard, stored_types
+from tablehouse.query.guard import stored_types
+from tablehouse.query.guard.analysis import Analysis, analyse, release, render
+from tablehouse.query.guard.parsing import Budget
 
 # Memory a parsed and checked tree keeps, per node: 870-1,200 bytes were measured with
 # tracemalloc over statements of 20,000 characters of several shapes (long OR chains, IN
@@ -58,8 +61,8 @@ def statement_cache(settings: Settings) -> StatementCache:
 def _release(value: object) -> None:
     """A tree let go of is freed at once rather than at the collector's next full pass. A
     request still holding it only copies it (render), which reads no parent links."""
-    if isinstance(value, guard.Analysis):
-        guard.release(value.tree)
+    if isinstance(value, Analysis):
+        release(value.tree)
 
 
 def check_threads() -> CapacityLimiter:
@@ -88,13 +91,13 @@ class Refusal:
 class Checker:
     cache: StatementCache
     threads: CapacityLimiter
-    budget: guard.Budget
+    budget: Budget
 
-    async def analysed(self, sql: str, dialect: guard.Backend) -> guard.Analysis:
+    async def analysed(self, sql: str, dialect: Backend) -> Analysis:
         """The guard's analysis of ``sql``, or its refusal raised, each checked once."""
         key = ("analysed", dialect, sql)
         cached = self.cache.get(key)
-        if isinstance(cached, guard.Analysis | Refusal):
+        if isinstance(cached, Analysis | Refusal):
             found = cached
         else:
             found = await self._run(sql, _analysis_or_refusal, sql, dialect, self.budget)
@@ -106,8 +109,8 @@ class Checker:
     async def rendered(
         self,
         sql: str,
-        analysis: guard.Analysis,
-        dialect: guard.Backend,
+        analysis: Analysis,
+        dialect: Backend,
         physical: Mapping[str, str],
         identity: Hashable,
         fields: Mapping[str, Sequence[tuple[str, str]]] | None = None,
@@ -141,18 +144,18 @@ class Rendering:
 
 
 def _rendering(
-    analysis: guard.Analysis,
+    analysis: Analysis,
     physical: Mapping[str, str],
-    dialect: guard.Backend,
+    dialect: Backend,
     fields: Mapping[str, Sequence[tuple[str, str]]],
 ) -> Rendering:
     return Rendering(
-        sql=guard.render(analysis, physical, dialect),
+        sql=render(analysis, physical, dialect),
         output=stored_types.output_types(analysis.tree, fields, dialect),
     )
 
 
-def analysis_size(sql: str, found: guard.Analysis | Refusal) -> int:
+def analysis_size(sql: str, found: Analysis | Refusal) -> int:
     """An estimate, from above, of the bytes an entry keeps: the text of its key, and its
     tree (whose literals may hold as much text again) or its message."""
     text = sys.getsizeof(sql)  # 1, 2 or 4 bytes a character, as Python stores it
@@ -161,10 +164,8 @@ def analysis_size(sql: str, found: guard.Analysis | Refusal) -> int:
     return ENTRY_BYTES + TREE_BYTES + 2 * text + BYTES_PER_NODE * found.nodes
 
 
-def _analysis_or_refusal(
-    sql: str, dialect: guard.Backend, budget: guard.Budget
-) -> guard.Analysis | Refusal:
+def _analysis_or_refusal(sql: str, dialect: Backend, budget: Budget) -> Analysis | Refusal:
     try:
-        return guard.analyse(sql, dialect, budget)
+        return analyse(sql, dialect, budget)
     except QueryRefused as error:
         return Refusal.of(error)

@@ -18,12 +18,13 @@ from dataclasses import dataclass
 
 from sqlglot import exp
 
+from tablehouse.core.database import Backend
 from tablehouse.errors import QueryRefused
-from tablehouse.query.checks import MAX_GENERATED_SIZE, StatementChecks, ascii_lower
-from tablehouse.query.naming import name_columns
-from tablehouse.query.parsing import Backend, Budget, Clock, generate, parse
+from tablehouse.query.guard.checks import MAX_GENERATED_SIZE, StatementChecks, ascii_lower
+from tablehouse.query.guard.naming import name_columns
+from tablehouse.query.guard.parsing import Budget, Clock, generate, parse
 
-__all__ = ["MAX_GENERATED_SIZE", "Analysis", "Backend", "Budget", "analyse", "render"]
+__all__ = ["MAX_GENERATED_SIZE", "Analysis", "Budget", "analyse", "release", "render"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +90,7 @@ def render(analysis: Analysis, physical: Mapping[str, str], backend: Backend) ->
         elif not alias.this:
             alias.set("this", written.copy())
         table.set("this", exp.Identifier(this=physical[written.name], quoted=True))
-    if backend == "postgresql":
+    if backend == Backend.POSTGRESQL:
         numbers = {name: number for number, name in enumerate(analysis.parameters, start=1)}
         for placeholder in list(tree.find_all(exp.Placeholder)):
             placeholder.replace(exp.Parameter(this=exp.Literal.number(numbers[placeholder.name])))
@@ -123,7 +124,7 @@ def _dataset_tables(tree: exp.Expr, backend: Backend) -> list[exp.Table]:
     """
 
     def key(name: exp.Identifier) -> str:
-        folded = backend == "sqlite" or not name.quoted
+        folded = backend == Backend.SQLITE or not name.quoted
         return ascii_lower(name.name) if folded else name.name
 
     found: list[exp.Table] = []

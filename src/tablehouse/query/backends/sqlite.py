@@ -13,8 +13,15 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from tablehouse.errors import BadRequest, DatabaseUnavailable, QueryRefused, TablehouseError
-from tablehouse.query.checks import ascii_lower
-from tablehouse.query.execution import Column, Deadline, Row, Statement, query_timeout, readable
+from tablehouse.query.backends.execution import (
+    Column,
+    Deadline,
+    Row,
+    Statement,
+    query_timeout,
+    readable,
+)
+from tablehouse.query.guard.checks import ascii_lower
 
 # The progress handler runs every this many virtual machine steps (well under a millisecond).
 PROGRESS_STEPS = 1000
@@ -143,7 +150,7 @@ class SqliteCursor:
         return None  # SQLite keeps no per-statement row counters that Python can reach
 
 
-class SqliteBackend:
+class SqliteExecutor:
     def __init__(
         self,
         functions: frozenset[str] = AUTHORIZED_FUNCTIONS,

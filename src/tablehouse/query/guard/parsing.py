@@ -6,24 +6,17 @@ from __future__ import annotations
 import math
 import re
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
 
 from sqlglot import Token, TokenType, exp
 from sqlglot.dialects.dialect import Dialect
 from sqlglot.errors import ErrorLevel, ParseError, TokenError
-from sqlglot.parser import Parser
-from sqlglot.parsers.postgres import PostgresParser
-from sqlglot.parsers.sqlite import SQLiteParser
 
+from tablehouse.core.database import Backend
 from tablehouse.errors import QueryRefused
+from tablehouse.query.guard.sqlglot_parsers import PARSERS, WRITTEN_SPAN, PositionedParser
 
-Backend = Literal["postgresql", "sqlite"]
-
-# Meta key of a projection: (start, end) offsets of its text, from its first token to the
-# token after it (see query/naming.py).
-WRITTEN_SPAN = "tablehouse.written_span"
+__all__ = ["DIALECTS", "WRITTEN_SPAN", "Budget", "Clock", "generate", "parse", "refused_at"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,94 +158,8 @@ def _token_error_offset(error: TokenError) -> int | None:
     return int(found.group(1)) if found else None
 
 
-class _Positions(Parser):
-    """Gives nodes sqlglot leaves without a position the position of their first token,
-    and looks at the check's clock as it moves from token to token.
-
-    Only error messages read the positions. These hooks are private to sqlglot: should a
-    version rename them, refusals lose their position for these nodes (or the parser its
-    time limit; the token count still bounds it) and nothing else changes.
-    """
-
-    def __init__(self, *, dialect: Dialect, clock: Clock) -> None:
-        super().__init__(dialect=dialect)
-        self.clock = clock
-
-    def _advance(self, times: int = 1) -> None:
-        super()._advance(times)
-        self.clock.tick()
-
-    def _parse_projections(self) -> tuple[list[exp.Expr], list[exp.Expr] | None]:
-        return self._parse_csv(self._parse_spanned_projection), None
-
-    def _parse_spanned_projection(self) -> exp.Expr | None:
-        first = self._curr
-        projection = self._parse_expression()
-        if projection is not None and first is not None:
-            end = self._curr.start if self._curr is not None else self._prev.end + 1
-            projection.meta[WRITTEN_SPAN] = (first.start, end)
-        return projection
-
-    def _parse_statement(self) -> exp.Expr | None:
-        start = self._curr
-        return _stamped(start, super()._parse_statement())
-
-    def _parse_function_call(
-        self,
-        functions: dict[str, Callable[..., Any]] | None = None,
-        anonymous: bool = False,
-        optional_parens: bool = True,
-        any_token: bool = False,
-    ) -> exp.Expr | None:
-        start = self._curr
-        call = super()._parse_function_call(functions, anonymous, optional_parens, any_token)
-        return _stamped(start, call)
-
-    def _parse_types(
-        self,
-        check_func: bool = False,
-        schema: bool = False,
-        allow_identifiers: bool = True,
-        with_collation: bool = False,
-    ) -> exp.Expr | None:
-        start = self._curr
-        parsed = super()._parse_types(check_func, schema, allow_identifiers, with_collation)
-        return _stamped(start, parsed)
-
-    def _parse_placeholder(self) -> exp.Expr | None:
-        start = self._curr
-        return _stamped(start, super()._parse_placeholder())
-
-    def _parse_into(self) -> exp.Into | None:
-        start = self._curr
-        return _stamped(start, super()._parse_into())
-
-    def _parse_locks(self) -> list[exp.Lock]:
-        start = self._curr
-        locks = super()._parse_locks()
-        if locks:
-            _stamped(start, locks[0])
-        return locks
-
-
-class _PostgresParser(_Positions, PostgresParser):
-    pass
-
-
-class _SQLiteParser(_Positions, SQLiteParser):
-    pass
-
-
-_Node = TypeVar("_Node", bound=exp.Expr | None)
-
-
-def _stamped(token: Token, node: _Node) -> _Node:
-    if node is not None and node.meta_get("start") is None:
-        node.update_positions(token)
-    return node
-
-
-DIALECTS: dict[Backend, tuple[Dialect, type[_Positions]]] = {
-    "postgresql": (Dialect.get_or_raise("postgres"), _PostgresParser),
-    "sqlite": (Dialect.get_or_raise("sqlite"), _SQLiteParser),
+# sqlglot's dialect and the parser (sqlglot_parsers) for each backend.
+DIALECTS: dict[Backend, tuple[Dialect, type[PositionedParser]]] = {
+    Backend.POSTGRESQL: (Dialect.get_or_raise("postgres"), PARSERS[Backend.POSTGRESQL]),
+    Backend.SQLITE: (Dialect.get_or_raise("sqlite"), PARSERS[Backend.SQLITE]),
 }

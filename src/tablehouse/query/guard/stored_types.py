@@ -23,7 +23,7 @@ from sqlglot.optimizer.annotate_types import annotate_types
 from sqlglot.optimizer.qualify import qualify
 from sqlglot.schema import MappingSchema
 
-from tablehouse.query.parsing import Backend
+from tablehouse.core.database import Backend
 
 # The kinds of field whose stored form differs from the rows API's (a date is stored as
 # its ISO 8601 text already, but knowing it lets the answer call the column a date).
@@ -70,7 +70,7 @@ def output_types(
     """The output types of ``tree`` (the analysed statement, naming datasets as written;
     ``fields`` by those names), or None when nothing needs converting: on PostgreSQL, which
     answers date-times itself, or when no dataset it reads has a date or a date-time."""
-    if backend != "sqlite" or not any(
+    if backend != Backend.SQLITE or not any(
         kind in KINDS for dataset in fields.values() for _, kind in dataset
     ):
         return None

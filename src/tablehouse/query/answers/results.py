@@ -10,8 +10,8 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from tablehouse.query.encoding import csv_value, encode
-from tablehouse.query.execution import Column, Cursor, Row
+from tablehouse.query.answers.encoding import csv_value, encode
+from tablehouse.query.backends.execution import Column, Cursor, Row
 
 # Rows are fetched in batches that start small and grow while the rows stay small, so a
 # point query or a small aggregate takes one fetch, and rows of a megabyte each are never

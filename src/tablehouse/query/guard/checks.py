@@ -8,9 +8,10 @@ import re
 from sqlglot import exp
 from sqlglot.errors import UnsupportedError
 
+from tablehouse.core.database import Backend
 from tablehouse.errors import QueryRefused
-from tablehouse.query import functions, sizes
-from tablehouse.query.parsing import DIALECTS, Backend, Clock, generate, refused_at, start_of
+from tablehouse.query.guard import functions, sizes
+from tablehouse.query.guard.parsing import DIALECTS, Clock, generate, refused_at, start_of
 
 # The most characters or bytes one call of repeat/lpad/rpad/randomblob/zeroblob may build.
 MAX_GENERATED_SIZE = sizes.MAX_GENERATED_SIZE
@@ -266,13 +267,13 @@ class StatementChecks:
 
     def check_identifier(self, node: exp.Identifier) -> None:
         # SQLite reads a bare $x, @x, :x, ?x or #x as a parameter; sqlglot reads $x as a name.
-        if self.backend == "sqlite" and not node.quoted and node.name[:1] in _PARAMETER_MARKS:
+        if self.backend == Backend.SQLITE and not node.quoted and node.name[:1] in _PARAMETER_MARKS:
             raise self.refuse(f"{_NAMED_ONLY}; found '{node.name}'", "parameter_style", node)
 
     def check_column(self, node: exp.Column) -> None:
         word = node.this
         if (
-            self.backend == "postgresql"
+            self.backend == Backend.POSTGRESQL
             and not node.table
             and isinstance(word, exp.Identifier)
             and not word.quoted

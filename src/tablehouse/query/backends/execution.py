@@ -1,9 +1,9 @@
 """Layer 2: run a checked statement in a read-only transaction with a time limit, on a
 connection of the query engine, and always end in ROLLBACK.
 
-The backends (``postgres``, ``sqlite``) open a ``Cursor``; this module owns the connection,
-the deadline and the guarantee that the connection goes back to the pool clean, or is
-thrown away.
+Each backend's ``Executor`` (``postgres``, ``sqlite``) opens a ``Cursor``; this module owns
+the connection, the deadline and the guarantee that the connection goes back to the pool
+clean, or is thrown away.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tablehouse.errors import BadRequest, TablehouseError
-from tablehouse.query.stored_types import OutputTypes
+from tablehouse.query.guard.stored_types import OutputTypes
 
 log = structlog.get_logger(__name__)
 
@@ -76,7 +76,9 @@ class Cursor(Protocol):
         ...
 
 
-class Backend(Protocol):
+class Executor(Protocol):
+    """Runs checked statements on one backend's driver connection."""
+
     async def open(
         self,
         raw: Any,
@@ -120,7 +122,7 @@ def readable(message: str, statement: Statement) -> str:
 @asynccontextmanager
 async def open_cursor(
     connection: AsyncConnection,
-    backend: Backend,
+    executor: Executor,
     statement: Statement,
     *,
     timeout_ms: int,
@@ -135,18 +137,18 @@ async def open_cursor(
     try:
         deadline = Deadline(timeout_ms)
         try:
-            cursor = await backend.open(raw, statement, deadline, fairy.info, max_rows=max_rows)
-            yield _Checked(cursor, backend, statement, deadline)
+            cursor = await executor.open(raw, statement, deadline, fairy.info, max_rows=max_rows)
+            yield _Checked(cursor, executor, statement, deadline)
         except TablehouseError:
             raise
         except Exception as exc:
-            problem = backend.translate(exc, statement, deadline)
+            problem = executor.translate(exc, statement, deadline)
             if problem is None:
                 raise
             raise problem from None
     finally:
         try:
-            clean = await backend.close(raw, fairy.info)
+            clean = await executor.close(raw, fairy.info)
         except Exception as exc:  # the connection is broken; it must not be reused
             log.warning("query.connection_discarded", error=type(exc).__name__)
         if not clean:
@@ -157,11 +159,11 @@ class _Checked:
     """Enforces the deadline between fetches and translates errors raised while fetching."""
 
     def __init__(
-        self, cursor: Cursor, backend: Backend, statement: Statement, deadline: Deadline
+        self, cursor: Cursor, executor: Executor, statement: Statement, deadline: Deadline
     ) -> None:
         self.columns = cursor.columns
         self._cursor = cursor
-        self._backend = backend
+        self._executor = executor
         self._statement = statement
         self._deadline = deadline
 
@@ -171,7 +173,7 @@ class _Checked:
         try:
             return await self._cursor.fetch(count)
         except Exception as exc:
-            problem = self._backend.translate(exc, self._statement, self._deadline)
+            problem = self._executor.translate(exc, self._statement, self._deadline)
             if problem is None:
                 raise
             raise problem from None

@@ -1,0 +1,68 @@
+"""What the query routes need besides the caller and the session: the query target, made
+from the runtime by the service's ``target_for``, the same function ``tablehouse query``
+calls (:func:`standalone_target`)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated
+
+from fastapi import Depends
+
+from tablehouse.api.dependencies import RuntimeDep
+from tablehouse.config import Settings
+from tablehouse.core.database import (
+    ReadSessionFactory,
+    backend_of,
+    create_read_engine,
+    create_read_session_factory,
+)
+from tablehouse.core.events import EventSink
+from tablehouse.core.limits import ConcurrencyLimit
+from tablehouse.query import service
+from tablehouse.query.events import QuerySource
+
+
+async def get_target(runtime: RuntimeDep) -> service.QueryTarget:
+    return service.target_for(
+        runtime.settings,
+        runtime.query_engine,
+        runtime.backend,
+        slots=runtime.query_slots,
+        events=runtime.events,
+        statements=runtime.query_statements,
+        check_threads=runtime.query_check_threads,
+    )
+
+
+QueryTargetDep = Annotated[service.QueryTarget, Depends(get_target)]
+
+
+@asynccontextmanager
+async def standalone_target(
+    settings: Settings, events: EventSink, *, source: QuerySource = "cli"
+) -> AsyncIterator[tuple[ReadSessionFactory, service.QueryTarget]]:
+    """Read sessions and a query target for a process without a server's runtime, made as
+    the server makes them: the reads engine, and a replica's for users' SQL when
+    DATABASE_READ_URL is set; one query at a time. The engines close when the block ends."""
+    reads = create_read_engine(settings)
+    queries = create_read_engine(settings, replica=True) if settings.database_read_url else reads
+    try:
+        yield (
+            create_read_session_factory(reads),
+            service.target_for(
+                settings,
+                queries,
+                backend_of(queries),
+                slots=ConcurrencyLimit(1, what="queries", code="too_many_concurrent_queries"),
+                events=events,
+                statements=service.statement_cache(settings),
+                check_threads=service.check_threads(),
+                source=source,
+            ),
+        )
+    finally:
+        if queries is not reads:
+            await queries.dispose()
+        await reads.dispose()
