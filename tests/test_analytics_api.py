@@ -302,6 +302,7 @@ class _Failing:
         self._gate.store = self._real
 
 
+@pytest.mark.slow  # ten thousand queries, then the replay
 async def test_store_down_for_ten_thousand_queries_loses_nothing(
     sqlite_template: Path, analytics_target: StoreTarget, tmp_path: Path
 ) -> None:

@@ -369,6 +369,7 @@ def _has_input(operation: Operation) -> bool:
     return bool(operation.body) or any(True for _ in operation.iter_parameters())
 
 
+@pytest.mark.slow  # every operation, 25 examples each: a minute on 2 cores
 @pytest.mark.parametrize("mode", list(GenerationMode), ids=str)
 def test_every_operation_answers_as_documented(
     fuzz_target: FuzzTarget, mode: GenerationMode

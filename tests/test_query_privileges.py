@@ -11,7 +11,6 @@ from fastapi import FastAPI
 from sqlalchemy import text
 
 from tablehouse.api.runtime import Runtime
-from tablehouse.core.database import Backend
 from tablehouse.core.query_roles import owner_role
 from tablehouse.errors import BadRequest
 from tablehouse.query import guard
