@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import fcntl
 import os
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -12,6 +14,7 @@ from tablehouse.app import create_app
 from tablehouse.config import ENV_PREFIX, Settings, environment_variables, load_settings
 from tablehouse.core.logging import configure_logging
 from tests import databases
+from tests.serving import started
 
 # Analytics fixtures (one chDB path per test process, a database per test) for every module.
 pytest_plugins = ["tests.analytics_store"]
@@ -34,6 +37,23 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             else [name for name in databases.BACKENDS if name in marker.args]
         )
         metafunc.parametrize("backend", wanted, scope="session")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (``make test``), slow tests first: workers take tests in this order,
+    so the long ones start at once and the short ones fill in around them, instead of one
+    long test starting last and running alone. A worker's order is the run's order."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
+@contextmanager
+def _one_process_at_a_time(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[None]:
+    """A lock shared by the run's xdist workers (their base temp directories' parent)."""
+    with (tmp_path_factory.getbasetemp().parent / f"{name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -62,9 +82,19 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def postgres_template(
     postgres_available: None, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
-    name = databases.migrated_postgres_template(tmp_path_factory.mktemp("pg-template"))
+    # Each worker migrates a template of its own, one at a time: the first migration on a
+    # cluster makes cluster-wide roles, which two at once would both try to create.
+    with _one_process_at_a_time(tmp_path_factory, "postgres-template"):
+        name = databases.migrated_postgres_template(tmp_path_factory.mktemp("pg-template"))
     yield name
     databases.drop_postgres_database(name)
+
+
+@pytest.fixture(scope="session")
+def postgres_supply(postgres_template: str) -> Iterator[databases.PostgresSupply]:
+    supply = databases.PostgresSupply(postgres_template)
+    yield supply
+    supply.close()
 
 
 @pytest.fixture
@@ -73,9 +103,10 @@ def database_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -
     if backend == "sqlite":
         yield databases.copy_sqlite(request.getfixturevalue("sqlite_template"), tmp_path)
         return
-    name = databases.create_postgres_database(template=request.getfixturevalue("postgres_template"))
+    supply: databases.PostgresSupply = request.getfixturevalue("postgres_supply")
+    name = supply.take()
     yield databases.postgres_url(name)
-    databases.drop_postgres_database(name)
+    supply.give_back(name)
 
 
 @pytest.fixture
@@ -90,8 +121,5 @@ def app(settings: Settings) -> FastAPI:
 
 @pytest.fixture
 async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http,
-    ):
+    async with started(app) as http:
         yield http

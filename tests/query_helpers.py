@@ -1,12 +1,21 @@
-"""Helpers for query tests: two small datasets with known rows, and a way to run SQL."""
+"""Helpers for query tests: two small datasets with known rows, a way to run SQL, and a
+way to run it past the guard (what the database itself refuses)."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import httpx
+from sqlalchemy import text
 
+from tablehouse.api.runtime import Runtime
 from tablehouse.config import Settings
+from tablehouse.core.database import Backend
+from tablehouse.query.backends.execution import Statement, open_cursor
+from tablehouse.query.backends.postgres import PostgresExecutor
+from tablehouse.query.backends.sqlite import SqliteExecutor
+from tests.accounts import bearer, signed_up
 from tests.row_tables import define, insert_rows
 
 QUERY = "/api/v1/query"
@@ -76,3 +85,50 @@ async def rows_of(
     assert response.status_code == 200, response.text
     rows: list[list[Any]] = response.json()["rows"]
     return rows
+
+
+async def dataset(runtime: Runtime, name: str) -> tuple[str, uuid.UUID]:
+    """The table and owner of the (only) dataset called ``name``."""
+    async with runtime.engine.connect() as connection:
+        row = (
+            await connection.execute(
+                text("SELECT table_name, owner_id FROM schemas WHERE name = :name"),
+                {"name": name},
+            )
+        ).one()
+    return str(row.table_name), uuid.UUID(str(row.owner_id))
+
+
+async def customers_table(client: httpx.AsyncClient, runtime: Runtime) -> str:
+    headers = bearer((await signed_up(client, "ada@example.com"))["access_token"])
+    await shop(client, headers)
+    return (await dataset(runtime, "customers"))[0]
+
+
+async def run_unguarded(
+    runtime: Runtime, sql: str, tables: dict[str, str], owner_id: uuid.UUID | None = None
+) -> list[list[object]]:
+    """Run ``sql`` as a query would run, without the guard in front. It runs as the owner of
+    the first of ``tables`` (the role a query over that dataset runs as), or as ``owner_id``."""
+    engine = runtime.query_engine
+    executor = (
+        PostgresExecutor(runtime.settings.query_database_role)
+        if runtime.backend == Backend.POSTGRESQL
+        else SqliteExecutor()
+    )
+    if owner_id is None and tables:
+        owner_id = await owner_of_table(runtime, next(iter(tables)))
+    statement = Statement(sql=sql, parameters=(), values={}, tables=tables, owner_id=owner_id)
+    async with (
+        engine.connect() as connection,
+        open_cursor(connection, executor, statement, timeout_ms=2000) as cursor,
+    ):
+        return [list(row) for row in await cursor.fetch(100)]
+
+
+async def owner_of_table(runtime: Runtime, table: str) -> uuid.UUID:
+    async with runtime.engine.connect() as connection:
+        owner = await connection.scalar(
+            text("SELECT owner_id FROM schemas WHERE table_name = :table"), {"table": table}
+        )
+    return uuid.UUID(str(owner))

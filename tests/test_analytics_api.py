@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,65 +14,11 @@ from fastapi import FastAPI
 
 from tablehouse.analytics.pipeline.lifecycle import Analytics
 from tablehouse.analytics.store.client import StoreTarget, StoreUnavailable
-from tablehouse.api.runtime import Runtime
-from tablehouse.app import create_app
 from tablehouse.config import Settings
 from tests.accounts import bearer, login, promote_to_admin, signed_up
+from tests.analytics_store import analytics_of, history_of, with_analytics
 from tests.databases import copy_sqlite, settings_for
-
-FLUSH_MS = 50
-
-
-def with_analytics(settings: Settings, target: StoreTarget, spool: Path) -> Settings:
-    return settings.model_copy(
-        update={
-            "analytics_enabled": True,
-            "analytics_url": target.url,
-            "analytics_database": target.database,
-            "analytics_spool_dir": spool,
-            "analytics_flush_interval_ms": FLUSH_MS,
-        }
-    )
-
-
-@asynccontextmanager
-async def serving(settings: Settings) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
-    app = create_app(settings)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http,
-    ):
-        yield app, http
-
-
-def analytics_of(app: FastAPI) -> Analytics:
-    runtime: Runtime = app.state.runtime
-    analytics = runtime.analytics
-    assert isinstance(analytics, Analytics)
-    return analytics
-
-
-async def history_of(
-    client: httpx.AsyncClient,
-    headers: dict[str, str],
-    *,
-    expect: int,
-    within: float = FLUSH_MS / 1000 + 2,
-    poll: float = 0.05,
-    **params: Any,
-) -> dict[str, Any]:
-    """GET /queries once it holds ``expect`` queries (by default within the flush interval
-    + 2 s, as the issue asks), asking every ``poll`` seconds."""
-    deadline = time.monotonic() + within
-    while True:
-        response = await client.get("/api/v1/queries", params=params, headers=headers)
-        assert response.status_code == 200, response.text
-        body: dict[str, Any] = response.json()
-        # Items and total are two statements; wait until both have caught up.
-        complete = body["total"] >= expect and len(body["items"]) >= min(expect, body["limit"])
-        if complete or time.monotonic() > deadline:
-            return body
-        await asyncio.sleep(poll)
+from tests.serving import serving
 
 
 async def run(client: httpx.AsyncClient, headers: dict[str, str], sql: str) -> httpx.Response:
@@ -358,6 +302,7 @@ class _Failing:
         self._gate.store = self._real
 
 
+@pytest.mark.slow  # ten thousand queries, then the replay
 async def test_store_down_for_ten_thousand_queries_loses_nothing(
     sqlite_template: Path, analytics_target: StoreTarget, tmp_path: Path
 ) -> None:

@@ -20,6 +20,7 @@ from tablehouse.analytics.pipeline.spool import DEAD_LETTER, SlotBusy, waiting_s
 from tablehouse.analytics.pipeline.writer import EventWriter, WriterSettings, is_rejection
 from tablehouse.analytics.store.tables import QUERY_LOGS
 from tablehouse.query.events import QueryExecuted
+from tests.waiting import wait_until
 
 USER = uuid.UUID(int=7)
 START = datetime(2026, 1, 1, tzinfo=UTC)
@@ -112,10 +113,7 @@ def make(directory: Path, store: FakeStore, **options: Any) -> EventWriter:
 
 
 async def until(condition: Callable[[], bool], within: float = 5.0) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.005)
+    await wait_until(condition, within=within, poll=0.005)
 
 
 def segments(root: Path) -> list[Path]:
@@ -160,19 +158,24 @@ async def test_a_timed_flush_writes_what_it_found_not_what_arrives_meanwhile(
     """Under steady load, events keep arriving while a flush inserts. Draining until empty
     would then insert a few rows at a time, back to back: the flush stops at what it found."""
     store = FakeStore()
-    writer = make(tmp_path, store, batch_size=1000, flush_interval=1.0)
+    writer = make(tmp_path, store, batch_size=1000, flush_interval=0.5)
     arrivals = iter(range(1_000, 1_100))
-    # One more event lands during every insert.
-    store.during_insert = lambda: writer.emit(event(next(arrivals)))
+    inserts: list[float] = []
+
+    def arrive() -> None:  # one more event lands during every insert
+        inserts.append(time.monotonic())
+        writer.emit(event(next(arrivals)))
+
+    store.during_insert = arrive
     await writer.start()
     for i in range(5):
         writer.emit(event(i))
-    await until(lambda: len(store.calls) >= 1, within=3.0)
-    # Well under the interval (a slow machine must not see the next timed flush), far more
-    # than a back-to-back insert takes.
-    await asyncio.sleep(0.2)
+    # The next insert is the next timed flush, a whole interval after the first (a machine
+    # however slow can only make it later), with the one event that arrived meanwhile.
+    await until(lambda: len(store.calls) >= 2, within=5.0)
 
-    assert [n for _, n, _ in store.calls] == [5]
+    assert [n for _, n, _ in store.calls[:2]] == [5, 1]
+    assert inserts[1] - inserts[0] >= 0.5 * 0.9, inserts  # 10%: the loop's clock rounding
     await writer.stop()
 
 
@@ -272,10 +275,10 @@ async def test_while_the_store_is_away_full_batches_join_the_spool_at_once_parti
     await writer.start()
     writer.emit(event(0))
     await until(lambda: writer.counts().spooled_batches == 1)  # the failed flush's batch
+    first_spooled = time.monotonic()
 
     for i in range(1, 4):
         writer.emit(event(i))
-    await asyncio.sleep(0.25)  # five flush intervals
     assert (writer.counts().spooled_batches, writer.counts().pending) == (1, 3)
 
     for i in range(4, 14):
@@ -283,7 +286,10 @@ async def test_while_the_store_is_away_full_batches_join_the_spool_at_once_parti
     await until(lambda: writer.counts().spooled_batches == 2, within=1.0)  # a full batch
     assert writer.counts().pending == 3
 
-    await until(lambda: writer.counts().spooled_batches == 3, within=5.0)  # the rest, later
+    await until(lambda: writer.counts().spooled_batches == 3, within=5.0)  # the rest, later:
+    # not at any of the forty flushes meanwhile, but a partial_spool_interval after the last
+    # spool of a partial batch (the first; a slow machine can only make it later).
+    assert time.monotonic() - first_spooled >= 2.0 * 0.9
     assert writer.counts().pending == 0
     await writer.stop()
 

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any, cast
 from urllib.parse import urlsplit
 
-import httpx
 import pytest
 import schemathesis
 from fastapi import FastAPI
@@ -41,8 +40,9 @@ from tablehouse.analytics.store.client import StoreTarget
 from tablehouse.app import create_app
 from tablehouse.config import Settings
 from tests import accounts
+from tests.analytics_store import with_analytics
 from tests.query_helpers import CUSTOMERS
-from tests.test_analytics_api import with_analytics
+from tests.serving import started
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "25"))
 OWNER = "fuzz-owner@example.com"
@@ -288,10 +288,7 @@ class FuzzTarget:
 
 
 async def _prepare(app: FastAPI) -> None:
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http,
-    ):
+    async with started(app) as http:
         tokens = await accounts.signed_up(http, OWNER)
         headers = accounts.bearer(tokens["access_token"])
         created = await http.post("/api/v1/schemas", json=CUSTOMERS, headers=headers)
@@ -372,6 +369,7 @@ def _has_input(operation: Operation) -> bool:
     return bool(operation.body) or any(True for _ in operation.iter_parameters())
 
 
+@pytest.mark.slow  # every operation, 25 examples each: a minute on 2 cores
 @pytest.mark.parametrize("mode", list(GenerationMode), ids=str)
 def test_every_operation_answers_as_documented(
     fuzz_target: FuzzTarget, mode: GenerationMode

@@ -226,6 +226,7 @@ def signed_in_client(settings: Settings) -> Any:
             asgi.shutdown_lifespans()
 
 
+@pytest.mark.slow  # 25 runs of 30 steps each
 def test_the_api_behaves_like_its_model(
     signed_in_client: tuple[asgi.ASGIClient, dict[str, str]],
 ) -> None:

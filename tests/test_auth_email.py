@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import socket
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -24,6 +23,8 @@ from tablehouse.config import Settings
 from tablehouse.core.database import create_engine
 from tests.accounts import PASSWORD, bearer, login, mailed_tokens_in, register, signed_up
 from tests.databases import settings_for
+from tests.processes import free_port
+from tests.serving import started
 
 AUTH = "/api/v1/auth"
 NEW_PASSWORD = "a different long secret"
@@ -246,13 +247,6 @@ class Inbox:
         return "250 OK"
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
-
-
 @asynccontextmanager
 async def smtp_app(
     database_url: str, data_dir: Path, port: int
@@ -262,10 +256,7 @@ async def smtp_app(
         database_url, data_dir, smtp_host="127.0.0.1", smtp_port=port, smtp_security="none"
     )
     app = create_app(settings)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http,
-    ):
+    async with started(app) as http:
         yield http
 
 

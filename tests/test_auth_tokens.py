@@ -24,6 +24,7 @@ from tablehouse.core.security.jwt_secret import jwt_signing_secret
 from tablehouse.errors import SettingsError
 from tests import databases
 from tests.accounts import bearer, signed_up
+from tests.serving import started
 
 ME = "/api/v1/users/me"
 
@@ -185,10 +186,7 @@ async def test_es256_tokens_work_and_resist_key_confusion(
         jwt_public_key=public,
     )
     app = create_app(settings)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client,
-    ):
+    async with started(app) as client:
         pair = await signed_up(client, "curve@example.com")
         assert jwt.get_unverified_header(pair["access_token"])["alg"] == "ES256"
         assert (await client.get(ME, headers=bearer(pair["access_token"]))).status_code == 200

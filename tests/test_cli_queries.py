@@ -4,7 +4,6 @@ on SQLite and an embedded store (chDB) of their own, with and without a server h
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +11,7 @@ import httpx
 import pytest
 
 from tests.processes import initialised_database, run_tablehouse, running_server
+from tests.waiting import eventually_sync
 
 pytestmark = pytest.mark.slow
 OWNER = "o@example.com"
@@ -102,19 +102,19 @@ def _token(base_url: str) -> str:
 
 def _cli_queries_in_history(base_url: str, token: str, *, within: float) -> list[dict[str, Any]]:
     """GET /queries?source=cli until it lists one, asking every 0.2 s for ``within`` seconds."""
-    deadline = time.monotonic() + within
-    while True:
-        listed = httpx.get(
+
+    def listed() -> list[dict[str, Any]]:
+        answer = httpx.get(
             f"{base_url}/api/v1/queries",
             params={"source": "cli"},
             headers={"Authorization": f"Bearer {token}"},
             timeout=30,
         )
-        assert listed.status_code == 200, listed.text
-        items: list[dict[str, Any]] = listed.json()["items"]
-        if items or time.monotonic() > deadline:
-            return items
-        time.sleep(0.2)
+        assert answer.status_code == 200, answer.text
+        items: list[dict[str, Any]] = answer.json()["items"]
+        return items
+
+    return eventually_sync(listed, bool, within=within, poll=0.2)
 
 
 def test_while_a_server_holds_the_store_cli_queries_reach_it_and_reads_say_what_to_do(

@@ -11,7 +11,8 @@ import pytest
 
 from tests.processes import initialised_database, run_tablehouse
 
-pytestmark = pytest.mark.slow
+# One worker runs the module: its database is made once (module scope), not once per worker.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("cli_query")]
 OWNER = "o@example.com"
 
 

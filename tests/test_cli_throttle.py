@@ -13,6 +13,7 @@ from tablehouse.app import create_app
 from tests.accounts import PASSWORD, register
 from tests.databases import settings_for
 from tests.processes import run_tablehouse
+from tests.serving import started
 
 pytestmark = pytest.mark.slow
 
@@ -44,10 +45,7 @@ async def http(env: dict[str, str], tmp_path: Path) -> AsyncIterator[httpx.Async
         login_address_backoff_seconds=600,
     )
     app = create_app(settings)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client,
-    ):
+    async with started(app) as client:
         yield client
 
 

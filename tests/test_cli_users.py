@@ -6,13 +6,13 @@ import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tablehouse.app import create_app
 from tests.accounts import bearer, login
 from tests.databases import settings_for
 from tests.processes import run_tablehouse
+from tests.serving import started
 
 pytestmark = pytest.mark.slow
 
@@ -81,10 +81,7 @@ async def test_created_user_logs_in_with_the_password_from_stdin(
     assert create_user(env, "ada@example.com").returncode == 0
 
     app = create_app(settings_for(env["DATABASE_URL"], tmp_path / "app-data"))
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http,
-    ):
+    async with started(app) as http:
         # The newline that ended the line on stdin is not part of the password.
         tokens = await login(http, "ada@example.com", PASSWORD)
         me = await http.get("/api/v1/users/me", headers=bearer(tokens["access_token"]))
@@ -127,10 +124,7 @@ async def test_deactivate_marks_the_user_inactive_and_ends_sessions(
     assert create_user(env, "ada@example.com").returncode == 0
     assert create_user(env, "bob@example.com").returncode == 0
     app = create_app(settings_for(env["DATABASE_URL"], tmp_path / "app-data"))
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http,
-    ):
+    async with started(app) as http:
         tokens = await login(http, "ada@example.com", PASSWORD)
 
         result = tablehouse("users", "deactivate", "ada@example.com", env=env)

@@ -2,29 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-
-import httpx
 import pytest
-from fastapi import FastAPI
 from sqlalchemy.engine import make_url
 
-from tablehouse.api.runtime import Runtime
-from tablehouse.app import create_app
 from tablehouse.config import Settings
 from tests.accounts import bearer, signed_up
+from tests.serving import runtime_of, serving
 from tests.tcp_proxy import TcpProxy
-
-
-@asynccontextmanager
-async def serving(settings: Settings) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
-    app = create_app(settings)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http,
-    ):
-        yield app, http
 
 
 async def test_every_connection_in_use_is_503_database_busy(settings: Settings) -> None:
@@ -33,8 +17,7 @@ async def test_every_connection_in_use_is_503_database_busy(settings: Settings) 
     )
     async with serving(small) as (app, client):
         headers = bearer((await signed_up(client, "ada@example.com"))["access_token"])
-        runtime = app.state.runtime
-        assert isinstance(runtime, Runtime)
+        runtime = runtime_of(app)
         async with runtime.read_engine.connect() as held:
             await held.get_raw_connection()
             response = await client.get("/api/v1/users/me", headers=headers)

@@ -14,8 +14,9 @@ from fastapi import FastAPI
 from tablehouse.analytics.store.client import StoreTarget
 from tablehouse.config import Settings
 from tests.accounts import bearer, signed_up
+from tests.analytics_store import history_of, with_analytics
 from tests.query_helpers import CUSTOMERS
-from tests.test_analytics_api import history_of, serving, with_analytics
+from tests.serving import serving
 
 NUL = "a\x00b"
 

@@ -11,7 +11,6 @@ import json
 import re
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,8 +23,10 @@ from tablehouse.app import create_app
 from tablehouse.config import load_settings
 from tests.accounts import PASSWORD
 from tests.processes import CHEAP_PASSWORDS, Server, running_server
+from tests.waiting import eventually_sync
 
-pytestmark = pytest.mark.slow
+# One worker runs the module: the client is generated once (session scope), not per worker.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("generated_client")]
 
 PACKAGE = "tablehouse_client"
 GENERATOR = Path(sys.executable).with_name("openapi-python-client")
@@ -126,13 +127,12 @@ def server(database_url: str, tmp_path: Path) -> Iterator[Server]:
 def _history(generated: Generated, client: Any, *, expect: int) -> Any:
     """The caller's query history once it holds ``expect`` queries (written every 50 ms)."""
     list_queries = generated.module("api.analytics.list_queries")
-    deadline = time.monotonic() + 5
-    while True:
-        page = list_queries.sync(client=client)
-        caught_up = page.total >= expect and len(page.items) >= expect
-        if caught_up or time.monotonic() > deadline:
-            return page
-        time.sleep(0.05)
+    return eventually_sync(
+        lambda: list_queries.sync(client=client),
+        lambda page: bool(page.total >= expect and len(page.items) >= expect),
+        within=5,
+        poll=0.05,
+    )
 
 
 def test_a_generated_client_does_what_the_readme_does(

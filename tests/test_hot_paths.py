@@ -17,11 +17,9 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from fastapi import FastAPI
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tablehouse.api.runtime import Runtime
 from tablehouse.config import Settings
 from tablehouse.core import database
 from tablehouse.core.database import create_engine
@@ -30,8 +28,8 @@ from tablehouse.rows.convert.layout import Layout
 from tests.accounts import PASSWORD, bearer, login, signed_up
 from tests.databases import POSTGRES_ADMIN_URL
 from tests.row_tables import SCHEMAS, define, insert_rows
+from tests.serving import serving
 from tests.tcp_proxy import TcpProxy
-from tests.test_analytics_api import serving
 
 ME = "/api/v1/users/me"
 SONGS: dict[str, Any] = {
@@ -41,12 +39,6 @@ SONGS: dict[str, Any] = {
         {"name": "title", "type": "string"},
     ],
 }
-
-
-def _runtime(app: FastAPI) -> Runtime:
-    runtime = app.state.runtime
-    assert isinstance(runtime, Runtime)
-    return runtime
 
 
 def _count_pings(engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch) -> list[int]:

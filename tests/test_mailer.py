@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import socket
 import stat
 import time
 import traceback
@@ -24,6 +23,7 @@ from tablehouse.core.mail import (
     SmtpMailer,
     create_mailer,
 )
+from tests.processes import free_port
 
 SENDER = "Tablehouse <noreply@tablehouse.test>"
 MESSAGE = MailMessage(
@@ -73,13 +73,6 @@ class SmtpServer:
         return self.collector.received
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 def _check_login(
     server: SMTP, session: Session, envelope: Envelope, mechanism: str, auth_data: Any
 ) -> AuthResult:
@@ -98,7 +91,7 @@ def start_smtp() -> Iterator[Callable[..., SmtpServer]]:
 
     def start(**smtp_parameters: Any) -> SmtpServer:
         collector = Collector()
-        port = _free_port()
+        port = free_port()
         controller = Controller(
             collector,
             hostname="127.0.0.1",
@@ -191,7 +184,7 @@ async def test_starttls_is_required_when_configured(
 
 async def test_unreachable_server_raises_quickly_without_the_password(tmp_path: Path) -> None:
     settings = _smtp_settings(
-        _free_port(), tmp_path, smtp_username=USERNAME, smtp_password=PASSWORD, smtp_timeout=2
+        free_port(), tmp_path, smtp_username=USERNAME, smtp_password=PASSWORD, smtp_timeout=2
     )
     started = time.monotonic()
 

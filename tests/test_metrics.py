@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from pathlib import Path
 
 import httpx
@@ -14,7 +12,9 @@ from pydantic import SecretStr
 from tablehouse.analytics.store.client import StoreTarget
 from tablehouse.config import Settings
 from tests.accounts import bearer, promote_to_admin, signed_up
-from tests.test_analytics_api import analytics_of, serving, with_analytics
+from tests.analytics_store import analytics_of, with_analytics
+from tests.serving import serving
+from tests.waiting import eventually
 
 TOKEN = "a-scraper-token-of-some-length"
 
@@ -91,15 +91,16 @@ async def test_samples_reach_the_metrics_table_and_the_metrics_endpoint(
         for _ in range(3):
             await client.get("/health")
         store = analytics_of(app).store
-        deadline = time.monotonic() + 5
-        rows: list[dict[str, object]] = []
-        while time.monotonic() < deadline and not rows:
-            await asyncio.sleep(0.1)
-            rows = await store.query(
+        rows = await eventually(
+            lambda: store.query(
                 "SELECT value, metric_type, tags FROM metrics "
                 "WHERE metric_name = 'tablehouse_http_requests_total' "
                 "AND tags['route'] = '/health' ORDER BY timestamp DESC LIMIT 1"
-            )
+            ),
+            bool,
+            within=5,
+            poll=0.1,
+        )
         series = await client.get(
             "/api/v1/analytics/metrics",
             params={"name": "tablehouse_db_pool_connections", "step": 60, "aggregation": "max"},

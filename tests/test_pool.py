@@ -13,8 +13,9 @@ from fastapi import FastAPI
 from sqlalchemy import exc, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from tablehouse.api.runtime import Runtime
-from tablehouse.core.pool import FairAsyncQueuePool
+from tablehouse.core.pool import FairAsyncQueue, FairAsyncQueuePool
+from tests.serving import runtime_of
+from tests.waiting import wait_until
 
 
 @pytest.fixture
@@ -36,6 +37,15 @@ def checked_out(engine: AsyncEngine) -> int:
     return pool.checkedout()
 
 
+def waiters(engine: AsyncEngine) -> int:
+    """Check-outs waiting in line for a connection."""
+    pool = engine.pool
+    assert isinstance(pool, FairAsyncQueuePool)
+    queue = pool._pool
+    assert isinstance(queue, FairAsyncQueue)
+    return len(queue._waiters)
+
+
 async def test_a_returned_connection_goes_to_the_oldest_waiter_not_a_newcomer(
     one_connection: AsyncEngine,
 ) -> None:
@@ -51,7 +61,7 @@ async def test_a_returned_connection_goes_to_the_oldest_waiter_not_a_newcomer(
 
     holder = await one_connection.connect()
     waiter = asyncio.create_task(wait_then_use())
-    await asyncio.sleep(0.05)  # the waiter is in line
+    await wait_until(lambda: waiters(one_connection) == 1, within=0.4, what="the waiter in line")
     await holder.close()
     async with one_connection.connect():  # a newcomer, before the waiter has run again
         served.append("newcomer")
@@ -85,7 +95,7 @@ async def test_a_connection_handed_to_a_cancelled_waiter_goes_to_the_next(
 
     holder = await one_connection.connect()
     cancelled = asyncio.create_task(check_out())
-    await asyncio.sleep(0.05)
+    await wait_until(lambda: waiters(one_connection) == 1, within=0.4, what="the waiter in line")
     await holder.close()  # handed to the waiting task...
     cancelled.cancel()  # ...which is cancelled before it runs again
     with pytest.raises(asyncio.CancelledError):
@@ -99,8 +109,7 @@ async def test_a_connection_handed_to_a_cancelled_waiter_goes_to_the_next(
 async def test_the_apps_engines_all_use_the_fair_pool(
     app: FastAPI, client: httpx.AsyncClient
 ) -> None:
-    runtime = app.state.runtime
-    assert isinstance(runtime, Runtime)
+    runtime = runtime_of(app)
     for engine in (runtime.engine, runtime.read_engine, runtime.query_engine):
         assert isinstance(engine.pool, FairAsyncQueuePool)
     assert (await client.get("/health/ready")).status_code == 200

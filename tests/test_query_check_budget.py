@@ -17,7 +17,6 @@ import httpx
 import pytest
 
 from tablehouse.api.runtime import Runtime
-from tablehouse.app import create_app
 from tablehouse.config import Settings
 from tablehouse.core.database import Backend
 from tablehouse.query import guard
@@ -26,6 +25,7 @@ from tests.accounts import bearer, signed_up
 from tests.faults.harness import server_env, signed_in, wait_until
 from tests.processes import running_server
 from tests.query_helpers import QUERY, query
+from tests.serving import runtime_of, serving
 
 # Caps high enough for the statements below to be checked in full: they take a while.
 UNCAPPED = {
@@ -48,25 +48,19 @@ def in_list(values: int, mark: int = 0) -> str:
 
 
 @asynccontextmanager
-async def serving(
+async def as_ada(
     settings: Settings, **overrides: object
 ) -> AsyncIterator[tuple[Runtime, httpx.AsyncClient]]:
     """The app with ``overrides``, and a client signed in as its one user."""
-    app = create_app(settings.model_copy(update=overrides))
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http,
-    ):
+    async with serving(settings.model_copy(update=overrides)) as (app, http):
         http.headers.update(bearer((await signed_up(http, "ada@example.com"))["access_token"]))
-        runtime = app.state.runtime
-        assert isinstance(runtime, Runtime)
-        yield runtime, http
+        yield runtime_of(app), http
 
 
 async def test_sql_longer_than_the_setting_is_422_and_the_openapi_document_says_so(
     settings: Settings,
 ) -> None:
-    async with serving(settings, query_max_sql_length=100) as (_, http):
+    async with as_ada(settings, query_max_sql_length=100) as (_, http):
         refused = await query(http, {}, "SELECT 1" + " " * 100)
         accepted = await query(http, {}, "SELECT 1" + " " * 92)
         document = (await http.get("/openapi.json")).json()
@@ -87,7 +81,7 @@ async def test_sql_longer_than_the_setting_is_422_and_the_openapi_document_says_
 async def test_statement_with_more_tokens_than_the_setting_is_refused_unparsed(
     settings: Settings,
 ) -> None:
-    async with serving(settings, query_max_sql_tokens=1000) as (_, http):
+    async with as_ada(settings, query_max_sql_tokens=1000) as (_, http):
         refused = await query(http, {}, or_chain(300))
         accepted = await query(http, {}, or_chain(240))
 
@@ -103,7 +97,7 @@ async def test_statement_with_more_tokens_than_the_setting_is_refused_unparsed(
 async def test_statement_that_takes_longer_to_check_than_the_setting_is_refused(
     settings: Settings,
 ) -> None:
-    async with serving(settings, **{**UNCAPPED, "query_check_timeout_ms": 5}) as (_, http):
+    async with as_ada(settings, **{**UNCAPPED, "query_check_timeout_ms": 5}) as (_, http):
         refused = await query(http, {}, or_chain(20_000))
         accepted = await query(http, {}, "SELECT 1")
 
@@ -118,7 +112,7 @@ async def test_statement_that_takes_longer_to_check_than_the_setting_is_refused(
 
 async def test_refused_statement_is_refused_again_from_the_cache(settings: Settings) -> None:
     refused_sql = or_chain(10_000) + " OR load_extension('x') IS NULL"
-    async with serving(settings, **UNCAPPED) as (runtime, http):
+    async with as_ada(settings, **UNCAPPED) as (runtime, http):
         statements = runtime.query_statements
         started = time.monotonic()
         first = await query(http, {}, refused_sql)
@@ -140,7 +134,10 @@ async def test_refused_statement_is_refused_again_from_the_cache(settings: Setti
 async def test_a_statement_being_checked_holds_the_callers_query_slot(
     settings: Settings, accept: str
 ) -> None:
-    async with serving(settings, **UNCAPPED, query_max_concurrent_per_user=1) as (runtime, http):
+    async with as_ada(settings, **UNCAPPED, query_max_concurrent_per_user=1) as (
+        runtime,
+        http,
+    ):
         slots = runtime.query_slots
         me = uuid.UUID((await http.get("/api/v1/users/me")).json()["id"])
         heavy = asyncio.create_task(
@@ -165,7 +162,7 @@ async def test_a_statement_being_checked_holds_the_callers_query_slot(
 
 async def test_statement_cache_never_holds_more_than_its_byte_budget(settings: Settings) -> None:
     budget = 4 * 1024**2
-    async with serving(settings, query_statement_cache_bytes=budget) as (runtime, http):
+    async with as_ada(settings, query_statement_cache_bytes=budget) as (runtime, http):
         cache = runtime.query_statements
         sizes = []
         for mark in range(10):
@@ -185,7 +182,7 @@ async def test_queries_run_with_no_statement_cache(settings: Settings) -> None:
     """A tree the cache lets go of at once is freed while the request still renders it
     (from a copy, which reads no parent links)."""
     sql = "WITH c AS (SELECT :a + 1 AS x) SELECT x, x * :a FROM c WHERE x > :a"
-    async with serving(settings, query_statement_cache_bytes=0) as (runtime, http):
+    async with as_ada(settings, query_statement_cache_bytes=0) as (runtime, http):
         first = await query(http, {}, sql, params={"a": 2})
         again = await query(http, {}, sql, params={"a": 3})
 

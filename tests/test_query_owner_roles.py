@@ -25,9 +25,9 @@ from tests import databases
 from tests.accounts import bearer, promote_to_admin, signed_up
 from tests.databases import connected, postgres_sql
 from tests.processes import run_tablehouse
-from tests.query_helpers import CUSTOMERS, QUERY, shop
+from tests.query_helpers import CUSTOMERS, QUERY, customers_table, dataset, run_unguarded, shop
 from tests.row_tables import SCHEMAS, define
-from tests.test_query_privileges import customers_table, dataset, run_unguarded, runtime_of
+from tests.serving import runtime_of, started
 
 pytestmark = pytest.mark.backends("postgresql")
 
@@ -297,10 +297,7 @@ async def test_owners_stay_apart_when_the_login_is_not_a_superuser(
     login_settings: Settings,
 ) -> None:
     app = create_app(login_settings)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client,
-    ):
+    async with started(app) as client:
         runtime = runtime_of(app)
         adas_customers = await customers_table(client, runtime)
         bobs_notes, bob = await _second_owner(client, runtime)

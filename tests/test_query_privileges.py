@@ -3,7 +3,6 @@ past the guard. These run statements straight on the executor, skipping the guar
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime
 
 import httpx
@@ -12,71 +11,15 @@ from fastapi import FastAPI
 from sqlalchemy import text
 
 from tablehouse.api.runtime import Runtime
-from tablehouse.core.database import Backend
 from tablehouse.core.query_roles import owner_role
 from tablehouse.errors import BadRequest
 from tablehouse.query import guard
-from tablehouse.query.backends.execution import Statement, open_cursor
-from tablehouse.query.backends.postgres import PostgresExecutor
-from tablehouse.query.backends.sqlite import SqliteExecutor
 from tests.accounts import bearer, signed_up
 from tests.databases import connected
-from tests.query_helpers import shop
+from tests.query_calls import ALLOWED_CALLS_BOTH, ALLOWED_CALLS_POSTGRES, ALLOWED_CALLS_SQLITE
+from tests.query_helpers import customers_table, owner_of_table, run_unguarded
 from tests.row_tables import define, insert_rows
-from tests.test_query_guard import ALLOWED_CALLS_BOTH, ALLOWED_CALLS_POSTGRES, ALLOWED_CALLS_SQLITE
-
-
-def runtime_of(app: FastAPI) -> Runtime:
-    runtime = app.state.runtime
-    assert isinstance(runtime, Runtime)
-    return runtime
-
-
-async def dataset(runtime: Runtime, name: str) -> tuple[str, uuid.UUID]:
-    """The table and owner of the (only) dataset called ``name``."""
-    async with runtime.engine.connect() as connection:
-        row = (
-            await connection.execute(
-                text("SELECT table_name, owner_id FROM schemas WHERE name = :name"),
-                {"name": name},
-            )
-        ).one()
-    return str(row.table_name), uuid.UUID(str(row.owner_id))
-
-
-async def customers_table(client: httpx.AsyncClient, runtime: Runtime) -> str:
-    headers = bearer((await signed_up(client, "ada@example.com"))["access_token"])
-    await shop(client, headers)
-    return (await dataset(runtime, "customers"))[0]
-
-
-async def run_unguarded(
-    runtime: Runtime, sql: str, tables: dict[str, str], owner_id: uuid.UUID | None = None
-) -> list[list[object]]:
-    """Run ``sql`` as a query would run, without the guard in front. It runs as the owner of
-    the first of ``tables`` (the role a query over that dataset runs as), or as ``owner_id``."""
-    engine = runtime.query_engine
-    executor = (
-        PostgresExecutor(runtime.settings.query_database_role)
-        if runtime.backend == Backend.POSTGRESQL
-        else SqliteExecutor()
-    )
-    if owner_id is None and tables:
-        owner_id = await _owner_of_table(runtime, next(iter(tables)))
-    statement = Statement(sql=sql, parameters=(), values={}, tables=tables, owner_id=owner_id)
-    async with (
-        engine.connect() as connection,
-        open_cursor(connection, executor, statement, timeout_ms=2000) as cursor,
-    ):
-        return [list(row) for row in await cursor.fetch(100)]
-
-
-async def _owner_of_table(runtime: Runtime, table: str) -> uuid.UUID:
-    async with runtime.engine.connect() as connection:
-        owner = await connection.scalar(
-            text("SELECT owner_id FROM schemas WHERE table_name = :table"), {"table": table}
-        )
-    return uuid.UUID(str(owner))
+from tests.serving import runtime_of
 
 
 async def test_the_callers_own_table_can_be_read(client: httpx.AsyncClient, app: FastAPI) -> None:
@@ -186,7 +129,7 @@ async def test_postgresql_statement_runs_as_its_owners_role(
         {table: "customers"},
     )
 
-    owner = await _owner_of_table(runtime, table)
+    owner = await owner_of_table(runtime, table)
     assert rows == [[owner_role(runtime.settings.query_database_role, owner), "on", "2s"]]
 
 

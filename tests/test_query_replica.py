@@ -11,12 +11,12 @@ from fastapi import FastAPI
 from pydantic import SecretStr
 from sqlalchemy.engine import make_url
 
-from tablehouse.api.runtime import Runtime
 from tablehouse.app import create_app
 from tablehouse.config import Settings
 from tablehouse.core.database import pool_figures
 from tests.accounts import bearer, signed_up
 from tests.query_helpers import QUERY, shop
+from tests.serving import runtime_of, started
 from tests.tcp_proxy import TcpProxy
 
 METRICS_TOKEN = "replica-tests-metrics-token"
@@ -32,10 +32,7 @@ async def replica_client(settings: Settings) -> AsyncIterator[tuple[FastAPI, htt
             }
         )
     )
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http,
-    ):
+    async with started(app) as http:
         yield app, http
 
 
@@ -43,8 +40,7 @@ async def test_queries_run_on_the_read_engine(
     replica_client: tuple[FastAPI, httpx.AsyncClient],
 ) -> None:
     app, client = replica_client
-    runtime = app.state.runtime
-    assert isinstance(runtime, Runtime)
+    runtime = runtime_of(app)
     headers = bearer((await signed_up(client, "ada@example.com"))["access_token"])
     await shop(client, headers)
 
@@ -91,12 +87,7 @@ async def test_unreachable_replica_makes_the_instance_unready_and_queries_503(
                 }
             )
         )
-        async with (
-            app.router.lifespan_context(app),
-            httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=app), base_url="http://test"
-            ) as client,
-        ):
+        async with started(app) as client:
             headers = bearer((await signed_up(client, "ada@example.com"))["access_token"])
             await shop(client, headers)
             proxy.cut()

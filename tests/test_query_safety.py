@@ -13,7 +13,6 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from tablehouse.api.runtime import Runtime
 from tablehouse.app import create_app
 from tablehouse.config import Settings
 from tablehouse.core.database import pool_figures
@@ -23,6 +22,8 @@ from tests.accounts import bearer, signed_up
 from tests.memory import peak_growth, peak_resident_mib, resident_mib
 from tests.processes import running_server
 from tests.query_helpers import QUERY, numbers, query, rows_of, shop
+from tests.serving import runtime_of, started
+from tests.waiting import wait_until
 
 
 @pytest.fixture
@@ -31,12 +32,6 @@ async def ada(client: httpx.AsyncClient) -> dict[str, str]:
     headers = bearer(tokens["access_token"])
     await shop(client, headers)
     return headers
-
-
-def runtime_of(app: FastAPI) -> Runtime:
-    runtime = app.state.runtime
-    assert isinstance(runtime, Runtime)
-    return runtime
 
 
 def collect_events(app: FastAPI) -> CollectingEventSink:
@@ -238,10 +233,7 @@ async def test_each_user_may_run_only_so_many_queries_at_once(
     slow = asyncio.create_task(
         query(client, big, "SELECT count(*) FROM numbers a, numbers b, numbers c", timeout_ms=2000)
     )
-    for _ in range(200):
-        if runtime.query_slots.in_use(me):
-            break
-        await asyncio.sleep(0.01)
+    await wait_until(lambda: bool(runtime.query_slots.in_use(me)), what="the slow query runs")
     held = runtime.query_slots.limit
     for _ in range(held - 1):
         runtime.query_slots.acquire(me)
@@ -309,10 +301,7 @@ async def test_concurrent_queries_do_not_starve_a_small_pool(settings: Settings)
         }
     )
     app = create_app(small)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client,
-    ):
+    async with started(app) as client:
         headers = bearer((await signed_up(client, "ada@example.com"))["access_token"])
         await shop(client, headers)
         answers = await asyncio.gather(

@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import httpx
 import pytest
@@ -31,6 +31,7 @@ from tests.readme_walkthrough import (
     shows,
     walkthrough_steps,
 )
+from tests.waiting import eventually_sync
 
 pytestmark = pytest.mark.slow
 
@@ -114,16 +115,21 @@ def _settle(base_url: str, workdir: Path, command: str) -> None:
     Query events reach the log a flush after the query ("a second or so" in the README), and
     the verification mail is written after the register response is sent.
     """
-    deadline = time.monotonic() + 60
     auth = {"Authorization": f"Bearer {METRICS_TOKEN}"}
-    while True:
-        ready = httpx.get(f"{base_url}/health/ready", headers=auth, timeout=10).json()
-        flushed = ready["analytics"]["pending"] == 0
+
+    def ready() -> dict[str, Any]:
+        answer: dict[str, Any] = httpx.get(
+            f"{base_url}/health/ready", headers=auth, timeout=10
+        ).json()
+        return answer
+
+    def settled(answer: dict[str, Any]) -> bool:
+        flushed = bool(answer["analytics"]["pending"] == 0)
         mailed = "data/outbox" not in command or any((workdir / "data/outbox").glob("*.eml"))
-        if flushed and mailed:
-            return
-        assert time.monotonic() < deadline, f"the server did not settle: {ready}"
-        time.sleep(0.05)
+        return flushed and mailed
+
+    last = eventually_sync(ready, settled, within=60, poll=0.05)
+    assert settled(last), f"the server did not settle: {last}"
 
 
 def _bash_env() -> dict[str, str]:

@@ -14,6 +14,7 @@ from sqlalchemy.engine import make_url
 from tests import databases
 from tests.processes import run_tablehouse, running_server
 from tests.tcp_proxy import TcpProxy
+from tests.waiting import wait_until_sync
 
 pytestmark = pytest.mark.slow
 
@@ -139,12 +140,12 @@ def test_readiness_follows_the_database_down_and_back_up(
 
 
 def _seconds_until_ready(url: str, *, within: float) -> float:
-    started = time.monotonic()
-    while time.monotonic() - started < within:
-        if httpx.get(url, timeout=5).status_code == 200:
-            return time.monotonic() - started
-        time.sleep(0.2)
-    raise AssertionError(f"not ready within {within} s")
+    return wait_until_sync(
+        lambda: httpx.get(url, timeout=5).status_code == 200,
+        within=within,
+        what="ready",
+        poll=0.2,
+    )
 
 
 def _json_records(output: str) -> list[dict[str, object]]:

@@ -3,8 +3,6 @@ and the server's own pool gauges."""
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -12,6 +10,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
+from tests import waiting
 from tests.accounts import bearer, login, register
 from tests.processes import CHEAP_PASSWORDS
 from tests.row_tables import define
@@ -75,15 +74,8 @@ def event_rows(ids: range | list[int], *, client: int) -> list[dict[str, object]
 async def wait_until(
     condition: Callable[[], bool | Awaitable[bool]], *, within: float, what: str
 ) -> float:
-    """Poll ``condition`` until it holds; the seconds it took. Fails after ``within`` s."""
-    started = time.monotonic()
-    while True:
-        outcome = condition()
-        if outcome if isinstance(outcome, bool) else await outcome:
-            return time.monotonic() - started
-        if time.monotonic() - started > within:
-            raise AssertionError(f"not within {within} s: {what}")
-        await asyncio.sleep(0.05)
+    """``tests.waiting.wait_until``, looking every 0.05 s: each look asks the real server."""
+    return await waiting.wait_until(condition, within=within, what=what, poll=0.05)
 
 
 async def _samples(http: httpx.AsyncClient, name: str) -> list[Sample]:

@@ -28,7 +28,12 @@ from tests.faults.postgres import RestartingPostgres, sessions_by_state, termina
 from tests.processes import running_server
 from tests.row_tables import layout_of
 
-pytestmark = [pytest.mark.slow, pytest.mark.backends("postgresql")]
+# One worker runs the module: its server is started once (module scope), not once per worker.
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.backends("postgresql"),
+    pytest.mark.xdist_group("postgres_outage"),
+]
 
 CLIENTS = 20
 ROWS_PER_CLIENT = 250  # 5,000 in all
