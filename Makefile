@@ -81,7 +81,7 @@ test-floors: | $(UV)
 
 FUZZ_EXAMPLES ?= 500
 fuzz: $(DEV_STAMP)
-	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(UV) run --no-sync pytest tests/test_api_fuzz.py
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(UV) run --no-sync pytest tests/api/test_fuzz.py
 
 lint: $(DEV_STAMP)
 	$(UV) run --no-sync ruff format --check .

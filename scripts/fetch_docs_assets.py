@@ -6,7 +6,7 @@ JavaScript, CSS and favicon itself, from src/tablehouse/api/docs_assets/. This s
 them from the npm registry with `npm pack` (npm checks each tarball against the registry's
 integrity hash), copies the few files the pages load plus the licences, and writes
 manifest.json: each package's exact version and integrity, and each file's SHA-256, which
-tests/test_docs_pages.py checks. Only this script needs npm; installing, running and
+tests/api/test_docs_pages.py checks. Only this script needs npm; installing, running and
 testing Tablehouse do not.
 
     python3 scripts/fetch_docs_assets.py    # then review and commit docs_assets/

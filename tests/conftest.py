@@ -13,11 +13,11 @@ from fastapi import FastAPI
 from tablehouse.app import create_app
 from tablehouse.config import ENV_PREFIX, Settings, environment_variables, load_settings
 from tablehouse.core.logging import configure_logging
-from tests import databases
-from tests.serving import started
+from tests.support import databases
+from tests.support.serving import started
 
 # Analytics fixtures (one chDB path per test process, a database per test) for every module.
-pytest_plugins = ["tests.analytics_store"]
+pytest_plugins = ["tests.support.analytics_store"]
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -25,11 +25,11 @@ from tablehouse.core import database
 from tablehouse.core.database import create_engine
 from tablehouse.datasets.models import Dataset
 from tablehouse.rows.convert.layout import Layout
-from tests.accounts import PASSWORD, bearer, login, signed_up
-from tests.databases import POSTGRES_ADMIN_URL
-from tests.row_tables import SCHEMAS, define, insert_rows
-from tests.serving import serving
-from tests.tcp_proxy import TcpProxy
+from tests.support.accounts import PASSWORD, bearer, login, signed_up
+from tests.support.databases import POSTGRES_ADMIN_URL
+from tests.support.row_tables import SCHEMAS, define, insert_rows
+from tests.support.serving import serving
+from tests.support.tcp_proxy import TcpProxy
 
 ME = "/api/v1/users/me"
 SONGS: dict[str, Any] = {

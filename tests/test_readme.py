@@ -5,7 +5,7 @@ in a directory laid out like a checkout after ``make run``: ``./data`` is the se
 directory (the default settings) and ``./.venv`` is this test's environment. The server is a
 real ``tablehouse serve`` on a fresh SQLite database and a free port; ``127.0.0.1:8000`` in
 the README means that server, in commands and in outputs. How the README marks commands,
-outputs and placeholders: tests/readme_walkthrough.py.
+outputs and placeholders: tests/support/readme_walkthrough.py.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from typing import IO, Any
 import httpx
 import pytest
 
-from tests.processes import process_env, running_server, tablehouse_command
-from tests.readme_walkthrough import (
+from tests.support.processes import process_env, running_server, tablehouse_command
+from tests.support.readme_walkthrough import (
     Step,
     block_steps,
     mismatch_report,
@@ -31,7 +31,7 @@ from tests.readme_walkthrough import (
     shows,
     walkthrough_steps,
 )
-from tests.waiting import eventually_sync
+from tests.support.waiting import eventually_sync
 
 pytestmark = pytest.mark.slow
 

@@ -11,10 +11,10 @@ import orjson
 import pytest
 from sqlalchemy.engine import make_url
 
-from tests import databases
-from tests.processes import run_tablehouse, running_server
-from tests.tcp_proxy import TcpProxy
-from tests.waiting import wait_until_sync
+from tests.support import databases
+from tests.support.processes import run_tablehouse, running_server
+from tests.support.tcp_proxy import TcpProxy
+from tests.support.waiting import wait_until_sync
 
 pytestmark = pytest.mark.slow
 

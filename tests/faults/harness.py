@@ -10,10 +10,10 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from tests import waiting
-from tests.accounts import bearer, login, register
-from tests.processes import CHEAP_PASSWORDS
-from tests.row_tables import define
+from tests.support import waiting
+from tests.support.accounts import bearer, login, register
+from tests.support.processes import CHEAP_PASSWORDS
+from tests.support.row_tables import define
 
 METRICS_TOKEN = "fault-tests-metrics-token"
 ROWS = "/api/v1/schemas/{name}/rows"  # also the route's template in the server's metrics
@@ -74,7 +74,8 @@ def event_rows(ids: range | list[int], *, client: int) -> list[dict[str, object]
 async def wait_until(
     condition: Callable[[], bool | Awaitable[bool]], *, within: float, what: str
 ) -> float:
-    """``tests.waiting.wait_until``, looking every 0.05 s: each look asks the real server."""
+    """``tests.support.waiting.wait_until``, looking every 0.05 s: each look asks the real
+    server."""
     return await waiting.wait_until(condition, within=within, what=what, poll=0.05)
 
 

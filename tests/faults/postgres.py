@@ -25,8 +25,8 @@ from typing import Any
 import asyncpg
 from sqlalchemy.engine import make_url
 
-from tests import databases
-from tests.tcp_proxy import TcpProxy
+from tests.support import databases
+from tests.support.tcp_proxy import TcpProxy
 
 SSL_REQUEST = 80877103
 GSS_REQUEST = 80877104

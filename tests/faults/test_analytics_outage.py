@@ -19,12 +19,12 @@ import httpx
 import pytest
 
 from tablehouse.analytics.store.client import AnalyticsStore, StoreTarget
-from tests.accounts import bearer
-from tests.databases import copy_sqlite
 from tests.faults.clickhouse_http import ClickHouseHttp
 from tests.faults.harness import METRICS_TOKEN, server_env, signed_in, wait_until
-from tests.processes import running_server
-from tests.tcp_proxy import TcpProxy
+from tests.support.accounts import bearer
+from tests.support.databases import copy_sqlite
+from tests.support.processes import running_server
+from tests.support.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.slow
 

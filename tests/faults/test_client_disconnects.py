@@ -26,7 +26,7 @@ from tests.faults.harness import (
     with_numbers_dataset,
 )
 from tests.faults.postgres import sessions_by_state
-from tests.processes import running_server
+from tests.support.processes import running_server
 
 pytestmark = pytest.mark.slow
 

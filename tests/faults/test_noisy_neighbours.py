@@ -18,7 +18,6 @@ import httpx
 import pytest
 
 from tablehouse.config import Settings
-from tests.accounts import bearer, login
 from tests.faults.harness import (
     ingests_in_progress,
     server_env,
@@ -26,7 +25,8 @@ from tests.faults.harness import (
     wait_until,
     with_events_dataset,
 )
-from tests.processes import running_server
+from tests.support.accounts import bearer, login
+from tests.support.processes import running_server
 
 pytestmark = pytest.mark.slow
 

@@ -19,7 +19,7 @@ from tests.faults.harness import (
     with_numbers_dataset,
 )
 from tests.faults.postgres import admin_rows
-from tests.processes import running_server
+from tests.support.processes import running_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.backends("postgresql")]
 

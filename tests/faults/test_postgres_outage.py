@@ -15,8 +15,6 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from tests import databases
-from tests.databases import connected, settings_for
 from tests.faults.harness import (
     event_rows,
     server_env,
@@ -25,8 +23,10 @@ from tests.faults.harness import (
     with_events_dataset,
 )
 from tests.faults.postgres import RestartingPostgres, sessions_by_state, terminate_backends
-from tests.processes import running_server
-from tests.row_tables import layout_of
+from tests.support import databases
+from tests.support.databases import connected, settings_for
+from tests.support.processes import running_server
+from tests.support.row_tables import layout_of
 
 # One worker runs the module: its server is started once (module scope), not once per worker.
 pytestmark = [

@@ -5,8 +5,8 @@ Written for sqlglot 30 (checked with 30.30.0, the version in ``uv.lock``; ``pypr
 holds the range these hooks are known to work with). Each hook overrides a private
 ``Parser._parse_*``/``_advance`` method and calls it through ``super()``: a version that
 renames or re-signs one of them needs this module, and only this module, looked at again.
-``tests/test_query_guard.py`` (positions of refusals, the time limit) and
-``tests/test_query_naming.py`` (the written span of each projection) say when they break.
+``tests/query/test_guard.py`` (positions of refusals, the time limit) and
+``tests/query/test_naming.py`` (the written span of each projection) say when they break.
 
 What they do: give nodes sqlglot leaves without a position the position of their first
 token, record the text span of each projection (:data:`WRITTEN_SPAN`), and look at the
