@@ -77,7 +77,8 @@ test-floors: | $(UV)
 	$(UV) pip install --quiet --python $(FLOORS_ENV)/bin/python --no-deps --editable .
 	@echo "floors:" $$(awk '/^[a-z0-9]/ {p = $$1} /via tablehouse|#   tablehouse/ {print p}' \
 		$(FLOORS_ENV)/requirements.txt)
-	$(FLOORS_ENV)/bin/python -m pytest -p no:cacheprovider $(FLOORS_PYTEST_ARGS)
+	env -u PYTHONDONTWRITEBYTECODE $(FLOORS_ENV)/bin/python -m pytest -p no:cacheprovider \
+		--numprocesses=$(TEST_WORKERS) --dist=loadgroup $(FLOORS_PYTEST_ARGS)
 
 FUZZ_EXAMPLES ?= 500
 fuzz: $(DEV_STAMP)
