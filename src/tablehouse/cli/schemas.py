@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from tablehouse.cli.common import fail, in_unit_of_work, settings_or_exit
+from tablehouse.cli.common import fail, in_read_unit_of_work, in_unit_of_work, settings_or_exit
 from tablehouse.errors import InvalidInput, TablehouseError
 
 if TYPE_CHECKING:
@@ -36,10 +36,9 @@ async def _as_owner(session: ReadSession, email: str) -> Principal:
     return service.acting_as(user)
 
 
-def _run(work: Callable[[WriteSession], Awaitable[T]]) -> T:
-    settings = settings_or_exit()
+def _run(unit_of_work: Coroutine[Any, Any, T]) -> T:
     try:
-        return asyncio.run(in_unit_of_work(settings, work))
+        return asyncio.run(unit_of_work)
     except InvalidInput as exc:
         raise fail(
             "; ".join(f"{'.'.join(map(str, loc[1:]))}: {msg}" for loc, msg, _ in exc.problems)
@@ -48,12 +47,20 @@ def _run(work: Callable[[WriteSession], Awaitable[T]]) -> T:
         raise fail(exc.message) from None
 
 
+def _reading(work: Callable[[ReadSession], Awaitable[T]]) -> T:
+    return _run(in_read_unit_of_work(settings_or_exit(), work))
+
+
+def _writing(work: Callable[[WriteSession], Awaitable[T]]) -> T:
+    return _run(in_unit_of_work(settings_or_exit(), work))
+
+
 @app.command("list")
 def list_schemas(owner: OwnerOption) -> None:
     """The owner's datasets with their row counts."""
     from tablehouse.datasets import service
 
-    async def work(session: WriteSession) -> Table:
+    async def work(session: ReadSession) -> Table:
         caller = await _as_owner(session, owner)
         counted, total = await service.page(session, caller=caller, limit=10_000, offset=0)
         table = Table(title=f"{total} datasets of {owner}")
@@ -69,7 +76,7 @@ def list_schemas(owner: OwnerOption) -> None:
             )
         return table
 
-    Console().print(_run(work))
+    Console().print(_reading(work))
 
 
 @app.command()
@@ -81,14 +88,14 @@ def show(
     from tablehouse.datasets import service
     from tablehouse.datasets.schemas import SchemaRead
 
-    async def work(session: WriteSession) -> str:
+    async def work(session: ReadSession) -> str:
         dataset = await service.load(session, caller=await _as_owner(session, owner), name=name)
         read = SchemaRead.model_validate(dataset).model_copy(
             update={"row_count": await service.row_count(session, dataset)}
         )
         return read.model_dump_json(indent=2)
 
-    typer.echo(_run(work))
+    typer.echo(_reading(work))
 
 
 @app.command()
@@ -128,4 +135,4 @@ def create(
         )
         return f"created dataset {dataset.name} ({len(dataset.fields)} fields)"
 
-    typer.echo(_run(work))
+    typer.echo(_writing(work))
