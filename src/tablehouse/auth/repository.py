@@ -13,15 +13,13 @@ from sqlalchemy import (
     Connection,
     CursorResult,
     Result,
-    Row,
-    Select,
     bindparam,
     delete,
     func,
     select,
     update,
 )
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm import joinedload
 
 from tablehouse.auth.models import (
     ApiKey,
@@ -34,8 +32,9 @@ from tablehouse.auth.models import (
     User,
 )
 from tablehouse.auth.schemas import USER_FIELDS, UserRead
-from tablehouse.core import query_roles
+from tablehouse.core import driver, query_roles
 from tablehouse.core.database import Backend, ReadSession, WriteSession, backend_of
+from tablehouse.core.driver import FixedStatement
 
 
 def _rowcount(result: Result[Any]) -> int:
@@ -100,8 +99,9 @@ def _drop_role(connection: Connection, role: str) -> None:
 
 
 # Every authenticated request reads its credential and user with one of these two: Core
-# statements built once, returning plain values (no ORM loading, no identity map), on the unit
-# of work's connection. Each statement is built from the declared fields (the credential's
+# statements built once and sent through the driver (core.driver: fixed statements every
+# request runs), returning plain values (no ORM loading, no identity map), on the unit of
+# work's connection. Each statement is built from the declared fields (the credential's
 # dataclass, then UserRead's), each column the one of the field's name, and each row is read
 # back by zipping it with those same names: no list of columns is written out by hand, so
 # none can fall out of step with the fields (two same-typed columns swapped would swap values
@@ -147,12 +147,12 @@ def _own_fields(credential: type[SessionCredential | KeyCredential]) -> tuple[st
 
 _SESSION_FIELDS = _own_fields(SessionCredential)
 _KEY_FIELDS = _own_fields(KeyCredential)
-_SESSION_CREDENTIAL = (
+_SESSION_CREDENTIAL = FixedStatement(
     select(*(_sessions.c[name].label(name) for name in _SESSION_FIELDS), *_USER_COLUMNS)
     .join_from(_sessions, _users, _sessions.c.user_id == _users.c.id)
     .where(_sessions.c.id == bindparam("session_id"))
 )
-_KEY_CREDENTIAL = (
+_KEY_CREDENTIAL = FixedStatement(
     select(*(_api_keys.c[name].label(name) for name in _KEY_FIELDS), *_USER_COLUMNS)
     .join_from(_api_keys, _users, _api_keys.c.user_id == _users.c.id)
     .where(_api_keys.c.prefix == bindparam("prefix"))
@@ -163,9 +163,10 @@ async def session_credential(
     session: ReadSession, session_id: uuid.UUID
 ) -> SessionCredential | None:
     """The login session ``session_id`` and its user, as an access token is checked."""
-    row = await session.run_sync(_first, _SESSION_CREDENTIAL, {"session_id": session_id})
-    if row is None:
+    rows = await driver.fetch(session, _SESSION_CREDENTIAL, {"session_id": session_id})
+    if not rows:
         return None
+    row = rows[0]
     own = len(_SESSION_FIELDS)
     return SessionCredential(
         **dict(zip(_SESSION_FIELDS, row[:own], strict=True)), user=_user(row[own:])
@@ -174,19 +175,12 @@ async def session_credential(
 
 async def api_key_credential(session: ReadSession, prefix: str) -> KeyCredential | None:
     """The API key with ``prefix`` and its user, as a request presenting it is checked."""
-    row = await session.run_sync(_first, _KEY_CREDENTIAL, {"prefix": prefix})
-    if row is None:
+    rows = await driver.fetch(session, _KEY_CREDENTIAL, {"prefix": prefix})
+    if not rows:
         return None
+    row = rows[0]
     own = len(_KEY_FIELDS)
     return KeyCredential(**dict(zip(_KEY_FIELDS, row[:own], strict=True)), user=_user(row[own:]))
-
-
-def _first(
-    sync_session: Session, statement: Select[Any], params: dict[str, Any]
-) -> Row[Any] | None:
-    """The first row of a Core statement on the session's connection, in one hop into
-    SQLAlchemy's synchronous side (checking out the connection and executing together)."""
-    return sync_session.connection().execute(statement, params).first()
 
 
 def _user(values: Sequence[Any]) -> UserRead:

@@ -12,10 +12,12 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from sqlalchemy import bindparam, func, select, text
+from sqlalchemy import ARRAY, JSON, Text, Uuid, any_, bindparam, column, func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tablehouse.core.database import READS_ONLY, ReadSession
+from tablehouse.core import driver
+from tablehouse.core.database import READS_ONLY, Backend, ReadSession
+from tablehouse.core.driver import FixedStatement
 from tablehouse.core.query_roles import owner_role_pattern
 from tablehouse.datasets.models import Dataset
 
@@ -33,13 +35,24 @@ class Source:
     fields: tuple[tuple[str, str], ...] = field(default=(), compare=False)
 
 
-# A Core statement built once: every query asks it, on the session's connection, skipping
-# the ORM.
-_DATASETS_NAMED = select(
-    Dataset.name, Dataset.id, Dataset.version, Dataset.table_name, Dataset.fields
-).where(
-    Dataset.owner_id == bindparam("owner_id"),
-    func.lower(Dataset.name).in_(bindparam("names", expanding=True)),
+# Every query asks this: a fixed statement, sent through the driver (core.driver). The
+# names go in as one array (PostgreSQL) or one JSON list (SQLite), so the statement is the
+# same whatever their number.
+_DATASET_COLUMNS = (Dataset.name, Dataset.id, Dataset.version, Dataset.table_name, Dataset.fields)
+_OWNERS = Dataset.owner_id == bindparam("owner_id", type_=Uuid())
+_DATASETS_NAMED = FixedStatement(
+    {
+        Backend.POSTGRESQL: select(*_DATASET_COLUMNS).where(
+            _OWNERS,
+            func.lower(Dataset.name) == any_(bindparam("names", type_=ARRAY(Text))),
+        ),
+        Backend.SQLITE: select(*_DATASET_COLUMNS).where(
+            _OWNERS,
+            func.lower(Dataset.name).in_(
+                select(column("value")).select_from(func.json_each(bindparam("names", type_=JSON)))
+            ),
+        ),
+    }
 )
 
 
@@ -48,8 +61,8 @@ async def datasets_named(
 ) -> list[Source]:
     """The owner's datasets whose names match any of ``names`` ignoring case (the caller
     decides which spelling wins)."""
-    connection = await session.connection()
-    rows = await connection.execute(
+    rows = await driver.fetch(
+        session,
         _DATASETS_NAMED,
         {"owner_id": owner_id, "names": sorted({name.lower() for name in names})},
     )
