@@ -1,6 +1,11 @@
 """Running a statement on PostgreSQL: a READ ONLY transaction, as its owner's query role
 (``core.query_roles``), under ``statement_timeout``, through a server-side portal so only
-the rows asked for travel."""
+the rows asked for travel.
+
+Round trips per statement: the transaction's ``BEGIN READ ONLY; SET LOCAL ...`` (one simple
+query), the statement's first rows (the portal is bound and executed in one trip, its
+prepared statement kept on the connection), more rows if the caller asks for them, the rows
+read, and ``ROLLBACK``."""
 
 from __future__ import annotations
 
@@ -8,13 +13,13 @@ import asyncio
 import datetime as dt
 import decimal
 import uuid
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
 import asyncpg
+from asyncpg.cursor import Cursor as AsyncpgCursor
 
-from tablehouse.core import query_roles
+from tablehouse.core import driver, query_roles
 from tablehouse.errors import BadRequest, DatabaseUnavailable, QueryRefused, TablehouseError
 from tablehouse.query.backends.execution import (
     Column,
@@ -27,9 +32,6 @@ from tablehouse.query.backends.execution import (
 
 # The server's statement_timeout should fire first; this is the backstop if it cannot.
 CLIENT_GRACE_SECONDS = 0.5
-# Prepared statements kept per connection, most recently used first out last.
-PREPARED_PER_CONNECTION = 200
-_PREPARED = "tablehouse.query.prepared"
 
 TYPE_NAMES = {
     "int2": "integer",
@@ -109,29 +111,50 @@ CONVERTERS: dict[str, Callable[[Any], Any]] = {
 
 
 class PostgresCursor:
-    """Rows read from an open portal, as many as each ``fetch`` asks for: the caller sizes
-    its batches, so a result of large rows is never fetched far past what it needs."""
+    """Rows read from a portal, as many as each ``fetch`` asks for: the caller sizes its
+    batches, so a result of large rows is never fetched far past what it needs. The portal
+    is bound by the first ``fetch``, in the same round trip as its first rows."""
 
     def __init__(
         self,
         raw: asyncpg.Connection,
-        columns: list[Column],
+        prepared: Any,
+        arguments: list[Any],
         tables: list[str],
-        portal: Any,
         deadline: Deadline,
     ) -> None:
-        self.columns = columns
+        self.columns = [
+            Column(attribute.name, TYPE_NAMES.get(attribute.type.name, attribute.type.name))
+            for attribute in prepared.get_attributes()
+        ]
         self._raw = raw
         self._tables = tables
-        self._portal = portal
+        self._portal = _portal(raw, prepared, arguments)
+        self._bound = False
         self._deadline = deadline
 
     async def fetch(self, count: int) -> list[Row]:
+        if self._portal._exhausted:
+            return []
         wait = self._deadline.remaining() + CLIENT_GRACE_SECONDS
-        return await self._portal.fetch(count, timeout=wait)  # type: ignore[no-any-return]
+        # asyncpg's public cursor binds in a round trip of its own; its iterator binds and
+        # executes together but in batches of one fixed size: these two are what they call.
+        if self._bound:
+            return await self._portal._exec(count, wait)  # type: ignore[no-any-return]
+        self._bound = True
+        return await self._portal._bind_exec(count, wait)  # type: ignore[no-any-return]
 
     async def rows_read(self) -> int | None:
         return int(await self._raw.fetchval(_ROWS_READ, self._tables))
+
+
+def _portal(raw: asyncpg.Connection, prepared: Any, arguments: list[Any]) -> AsyncpgCursor:
+    """An unbound asyncpg cursor over ``prepared``, holding the statement as its own
+    ``Cursor._init`` does (it lets go when collected)."""
+    state = prepared._state
+    portal = AsyncpgCursor(raw, prepared.get_query(), state, arguments, state.record_class)
+    state.attach()
+    return portal
 
 
 class PostgresExecutor:
@@ -155,22 +178,17 @@ class PostgresExecutor:
     ) -> PostgresCursor:
         """With ``max_rows`` the statement is wrapped in a LIMIT, so the planner knows how
         few rows are wanted. Rows are read through a portal (a server-side cursor) as the
-        caller asks for them."""
+        caller asks for them, the first of them in the trip that binds it."""
         timeout = deadline.remaining() + CLIENT_GRACE_SECONDS
         await self._begin(raw, statement, deadline)
         sql = statement.sql
         if max_rows is not None:
             sql = f"SELECT * FROM ({sql}) AS result LIMIT ${len(statement.parameters) + 1}"
-        prepared = await _prepared(raw, memo, (sql, statement.identity), timeout)
+        prepared = await driver.prepared(raw, memo, (sql, statement.identity), sql, timeout)
         arguments = _arguments(prepared.get_parameters(), statement)
         if max_rows is not None:
             arguments.append(max_rows)
-        columns = [
-            Column(attribute.name, TYPE_NAMES.get(attribute.type.name, attribute.type.name))
-            for attribute in prepared.get_attributes()
-        ]
-        portal = await prepared.cursor(*arguments, timeout=timeout)
-        return PostgresCursor(raw, columns, list(statement.tables), portal, deadline)
+        return PostgresCursor(raw, prepared, arguments, list(statement.tables), deadline)
 
     async def _begin(self, raw: Any, statement: Statement, deadline: Deadline) -> None:
         """One round trip, whichever role: switching roles costs nothing extra."""
@@ -200,7 +218,7 @@ class PostgresExecutor:
     ) -> TablehouseError | None:
         if isinstance(error, asyncpg.QueryCanceledError | asyncio.TimeoutError | TimeoutError):
             return query_timeout(deadline)
-        if _connection_lost(error):
+        if driver.connection_lost(error):
             return DatabaseUnavailable("the database is not answering; retry shortly")
         if isinstance(
             error, asyncpg.InsufficientPrivilegeError | asyncpg.ReadOnlySQLTransactionError
@@ -215,14 +233,6 @@ class PostgresExecutor:
         if isinstance(error, asyncpg.PostgresError):
             return _statement_error(error, statement)
         return _answer_error(error)
-
-
-def _connection_lost(error: BaseException) -> bool:
-    """The connection or the server went away (class 08, or shutting down: 57P01..57P03)."""
-    if isinstance(error, ConnectionError | asyncpg.InterfaceError):
-        return True
-    sqlstate = str(getattr(error, "sqlstate", "") or "")
-    return sqlstate.startswith("08") or sqlstate in {"57P01", "57P02", "57P03"}
 
 
 # SQLSTATE classes a statement's author causes: data exceptions (22: division by zero, a
@@ -261,21 +271,6 @@ def _answer_error(error: BaseException) -> TablehouseError | None:
             code="value_too_large",
         )
     return None
-
-
-async def _prepared(raw: Any, memo: dict[Any, Any], key: tuple[str, Any], wait: float) -> Any:
-    """The connection's prepared statement for ``key`` (the SQL and the versions of the
-    datasets it reads), preparing it on first use: a repeated query skips a round trip."""
-    cache: OrderedDict[tuple[str, Any], Any] = memo.setdefault(_PREPARED, OrderedDict())
-    prepared = cache.get(key)
-    if prepared is None:
-        prepared = await raw.prepare(key[0], timeout=wait)
-        cache[key] = prepared
-        if len(cache) > PREPARED_PER_CONNECTION:
-            cache.popitem(last=False)  # asyncpg deallocates it on the server once collected
-    else:
-        cache.move_to_end(key)
-    return prepared
 
 
 def _arguments(types: Any, statement: Statement) -> list[Any]:
