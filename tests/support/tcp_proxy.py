@@ -13,6 +13,8 @@ class TcpProxy:
     """Forwards 127.0.0.1:<port> to a target.
 
     ``cut()`` drops every connection and refuses new ones; ``restore()`` listens again.
+    ``sends`` counts the chunks clients sent to the target: against a server that answers
+    each one before the client sends again (PostgreSQL), the round trips.
     """
 
     def __init__(self, target_host: str, target_port: int) -> None:
@@ -22,6 +24,7 @@ class TcpProxy:
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self.sends = 0
 
     def __enter__(self) -> TcpProxy:
         self._thread.start()
@@ -64,12 +67,16 @@ class TcpProxy:
             return
         self._writers.update({writer, upstream_writer})
         await asyncio.gather(
-            self._pipe(reader, upstream_writer), self._pipe(upstream_reader, writer)
+            self._pipe(reader, upstream_writer, counted=True),
+            self._pipe(upstream_reader, writer, counted=False),
         )
 
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pipe(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, counted: bool
+    ) -> None:
         with contextlib.suppress(ConnectionError, OSError):
             while data := await reader.read(65536):
+                self.sends += counted
                 writer.write(data)
                 await writer.drain()
         writer.transport.abort()

@@ -109,7 +109,7 @@ async def _driver_rows(
     connection: AsyncConnection, key: Hashable, compiled: _Compiled, arguments: list[Any]
 ) -> Sequence[Sequence[Any]]:
     fairy = await connection.get_raw_connection()
-    raw = fairy.driver_connection
+    raw: Any = fairy.driver_connection
     if Backend(connection.dialect.name) is Backend.SQLITE:
         return list(await raw.execute_fetchall(compiled.sql, arguments))
     try:

@@ -145,6 +145,8 @@ class PostgresCursor:
         return await self._portal._bind_exec(count, wait)  # type: ignore[no-any-return]
 
     async def rows_read(self) -> int | None:
+        if not self._tables:
+            return 0  # it reads none of the owner's tables: no round trip to be told so
         return int(await self._raw.fetchval(_ROWS_READ, self._tables))
 
 
