@@ -2,8 +2,8 @@
 and whether the PostgreSQL roles users' SQL runs as are usable (at start).
 
 The statements that wrap a user's statement (``BEGIN READ ONLY; SET LOCAL ROLE ...``, the
-portal, ``ROLLBACK``) are not here: they go to the driver's connection in the same round
-trip as the statement itself, so they live with each backend's executor (``backends``).
+portal, the rows read, ``ROLLBACK``) are not here: they go to the driver's connection
+around the statement itself, so they live with each backend's executor (``backends``).
 """
 
 from __future__ import annotations
