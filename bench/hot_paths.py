@@ -169,7 +169,7 @@ def _wrk(request: Request, options: Options, seconds: float) -> Measurement:
     return Measurement(requests, micros / 1e6, p50 / 1000, p99 / 1000, non200 + socket_errors)
 
 
-def _answer(request: Request, key: int) -> Any:
+def answer(request: Request, key: int) -> Any:
     response = httpx.request(
         request.method,
         request.url(key),
@@ -205,7 +205,7 @@ class Credentials:
     table: str  # the physical table of ``events``
 
 
-def _prepare(client: httpx.Client, rows: int) -> tuple[str, str]:
+def prepare(client: httpx.Client, rows: int) -> tuple[str, str]:
     """The dataset through the API (bench/query.py's); an access token and an API key."""
     api_key = query_bench._prepare_dataset(client, rows)  # it signs in with a token
     return client.headers["Authorization"].removeprefix("Bearer "), api_key
@@ -251,7 +251,7 @@ def _pairs(api: Server, floor: Server, credentials: Credentials) -> dict[str, Pa
     }
 
 
-def _api_env(options: Options, database_url: str, folder: Path, jwt_secret: str) -> dict[str, str]:
+def api_env(options: Options, database_url: str, folder: Path, jwt_secret: str) -> dict[str, str]:
     return query_bench._server_env(
         DATABASE_URL=database_url,
         DATA_DIR=str(folder),
@@ -273,10 +273,10 @@ def _servers(options: Options, dsn: str, folder: Path) -> Iterator[dict[str, Pai
     jwt_secret = secrets.token_urlsafe(48)
     api_port, floor_port = query_bench._free_port(), query_bench._free_port()
     api_command = [sys.executable, "-m", "tablehouse", "serve", "--port", str(api_port)]
-    api_env = _api_env(options, database_url, folder, jwt_secret)
-    with query_bench._process(api_command, api_env, api_port, folder / "api.log") as api:
+    env = api_env(options, database_url, folder, jwt_secret)
+    with query_bench._process(api_command, env, api_port, folder / "api.log") as api:
         with httpx.Client(base_url=f"http://127.0.0.1:{api_port}", timeout=600) as client:
-            token, api_key = _prepare(client, options.rows)
+            token, api_key = prepare(client, options.rows)
         table = asyncio.run(query_bench._table_name(dsn))
         floor_command = [
             *(sys.executable, str(query_bench.FLOOR_APP), "--dsn", dsn),
@@ -319,20 +319,20 @@ class Result:
     floor: list[Run]
 
 
-def _cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: int) -> float:
     """A process's user + system CPU time so far, from /proc (Linux)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _measured(request: Request, options: Options, label: str) -> Run:
+def measured(request: Request, options: Options, label: str) -> Run:
     warm = _wrk(request, options, options.warmup)
     if warm.errors:
         print(f"warning: {warm.errors} errors in the {label} warm-up", file=sys.stderr)
     time.sleep(SETTLE_SECONDS)
-    cpu = _cpu_seconds(request.pid)
+    cpu = cpu_seconds(request.pid)
     result = _wrk(request, options, options.duration)
-    run = Run(result, _cpu_seconds(request.pid) - cpu)
+    run = Run(result, cpu_seconds(request.pid) - cpu)
     per_request = run.cpu_seconds / max(result.requests, 1) * 1e6
     print(f"  {label:22} {result.rate:8,.0f} req/s {per_request:6,.0f} µs CPU", file=sys.stderr)
     time.sleep(SETTLE_SECONDS)
@@ -341,15 +341,15 @@ def _measured(request: Request, options: Options, label: str) -> Run:
 
 def _measure(name: str, pair: Pair, options: Options) -> Result:
     key = options.rows // 2 + 1
-    if not pair.same(_answer(pair.api, key), _answer(pair.floor, key)):
+    if not pair.same(answer(pair.api, key), answer(pair.floor, key)):
         raise RuntimeError(f"{name}: the API and the floor answer differently")
     result = Result([], [])
     for round_number in range(1, options.rounds + 1):
         order = ("floor", "api") if round_number % 2 else ("api", "floor")
         for target in order:
             request = pair.api if target == "api" else pair.floor
-            measured = _measured(request, options, f"{name} {target} (round {round_number})")
-            (result.api if target == "api" else result.floor).append(measured)
+            found = measured(request, options, f"{name} {target} (round {round_number})")
+            (result.api if target == "api" else result.floor).append(found)
     return result
 
 
@@ -382,7 +382,7 @@ class Summary:
         )
 
 
-async def _postgres_version(dsn: str) -> str:
+async def postgres_version(dsn: str) -> str:
     connection = await asyncpg.connect(dsn)
     try:
         return str(await connection.fetchval("SHOW server_version")).split()[0]
@@ -390,7 +390,7 @@ async def _postgres_version(dsn: str) -> str:
         await connection.close()
 
 
-def _wrk_version() -> str:
+def wrk_version() -> str:
     done = subprocess.run(["wrk", "--version"], capture_output=True, text=True, check=False)
     return (done.stdout or done.stderr).split()[1]
 
@@ -411,7 +411,7 @@ def report(options: Options, results: dict[str, Result], pg_version: str, wall: 
     print(
         f"{datetime.now(UTC):%Y-%m-%d} · {platform.platform()} · {os.cpu_count()} cores · "
         f"Python {platform.python_version()} · PostgreSQL {pg_version} on the same machine · "
-        f"wrk {_wrk_version()}, {options.concurrency} connections · {options.rounds} rounds "
+        f"wrk {wrk_version()}, {options.concurrency} connections · {options.rounds} rounds "
         f"of {options.duration} s per target (+{options.warmup} s warm-up each) · "
         f"{options.rows:,} rows · wall time {wall:.0f} s\n"
     )
@@ -472,7 +472,7 @@ def main() -> None:
     asyncio.run(query_bench._admin(f"CREATE DATABASE {database}"))
     try:
         dsn = query_bench._dsn(database)
-        pg_version = asyncio.run(_postgres_version(dsn))
+        pg_version = asyncio.run(postgres_version(dsn))
         results = run(options, dsn)
     finally:
         asyncio.run(query_bench._drop_database(database))
