@@ -43,7 +43,7 @@ request; p50 and p99 (the mean of the rounds). Per server: resident memory (``Vm
 it answers ``/health`` (before any rows are loaded) and after the load, and its peak
 (``VmHWM``). Per run: the load average, and the other load, the machine's busy CPU time
 (``/proc/stat``) during the measurements less the servers', wrk's, this script's and the
-PostgreSQL server's processes'.
+PostgreSQL server's processes' (reported apart: on a shared machine they serve others too).
 
 Needs ``wrk`` and, for the postgresql target, a PostgreSQL server (``TEST_POSTGRES_URL``).
 
@@ -266,6 +266,7 @@ class Outcome:
     runs: dict[str, dict[str, list[Run]]]  # request -> target -> its runs
     memory: dict[str, tuple[int, int, int]]  # target -> RSS after start, after load, peak
     other_cores: float  # the machine's other load during the measurements, in cores
+    postgres_cores: float  # the PostgreSQL server's processes (ours and anyone else's)
     load: tuple[float, float]  # 1-minute load average before and after
 
 
@@ -281,7 +282,8 @@ def run(options: Options, targets: tuple[str, ...], dsn: str) -> Outcome:
         after, wall = _busy_seconds(pids), time.perf_counter() - wall
         machine, own, postgres = (a - b for a, b in zip(after, before, strict=True))
         rss = {t: (s.started_rss, *memory(s.pid)) for t, s in servers.items()}
-        return Outcome(runs, rss, (machine - own - postgres) / wall, (load, os.getloadavg()[0]))
+        other = (machine - own - postgres) / wall
+        return Outcome(runs, rss, other, postgres / wall, (load, os.getloadavg()[0]))
 
 
 # --- report --------------------------------------------------------------------------------
@@ -346,8 +348,9 @@ def report(options: Options, outcome: Outcome, pg_version: str, wall: float) -> 
         f"wrk {hot_paths.wrk_version()}, {options.concurrency} connections · "
         f"{options.rounds} rounds of {options.duration} s per target (+{options.warmup} s "
         f"warm-up each) · {options.rows:,} rows · load average {outcome.load[0]:.2f} before, "
-        f"{outcome.load[1]:.2f} after · other load {outcome.other_cores:.2f} cores during "
-        f"the measurements · wall time {wall:.0f} s\n"
+        f"{outcome.load[1]:.2f} after · during the measurements, other load "
+        f"{outcome.other_cores:.2f} cores besides PostgreSQL's {outcome.postgres_cores:.2f} "
+        f"(ours and others') · wall time {wall:.0f} s\n"
     )
     summaries = _summaries(outcome)
     _table(outcome, summaries)
