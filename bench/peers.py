@@ -293,8 +293,12 @@ def _mib(size: int) -> str:
     return f"{size / 2**20:,.0f}"
 
 
+def _ratio(rate: float, peer: float) -> str:
+    return f"{rate / peer:.2f}x" if peer else "n/a"
+
+
 def _cell(target: str, summary: Summary, peer: Summary | None) -> str:
-    ratio = f" ({summary.rate / peer.rate:.2f}x)" if peer and target != "datasette" else ""
+    ratio = f" ({_ratio(summary.rate, peer.rate)})" if peer and target != "datasette" else ""
     return (
         f"{summary.rate:,.0f} req/s{ratio}, {summary.cpu_us:,.0f} µs CPU/req, "
         f"p50 {summary.p50:.1f} / p99 {summary.p99:.1f} ms"
@@ -322,7 +326,8 @@ def _table(outcome: Outcome, summaries: dict[str, dict[str, Summary]]) -> None:
 
 
 def _rounds(outcome: Outcome, summaries: dict[str, dict[str, Summary]]) -> int:
-    """The ratio in each round and the errors; their total."""
+    """The ratio in each round and the errors; their total, a run that completed no
+    request counted as one."""
     print("\n| request | target | x Datasette, each round | p99 / p50 | errors |")
     print("|---|---|---|---:|---:|")
     errors = 0
@@ -330,13 +335,14 @@ def _rounds(outcome: Outcome, summaries: dict[str, dict[str, Summary]]) -> int:
         peer = by_target.get("datasette")
         for target, runs in by_target.items():
             summary = summaries[case][target]
-            errors += summary.errors
+            failed = summary.errors + sum(1 for run in runs if not run.load.requests)
+            errors += failed
             rounds = "-"
             if peer and target != "datasette":
                 pairs = zip(runs, peer, strict=True)
-                rounds = ", ".join(f"{a.load.rate / b.load.rate:.2f}x" for a, b in pairs)
-            tail = summary.p99 / summary.p50
-            print(f"| {case} | {target} | {rounds} | {tail:.1f} | {summary.errors} |")
+                rounds = ", ".join(_ratio(a.load.rate, b.load.rate) for a, b in pairs)
+            tail = summary.p99 / summary.p50 if summary.p50 else float("nan")
+            print(f"| {case} | {target} | {rounds} | {tail:.1f} | {failed} |")
     return errors
 
 
@@ -356,7 +362,10 @@ def report(options: Options, outcome: Outcome, pg_version: str, wall: float) -> 
     _table(outcome, summaries)
     errors = _rounds(outcome, summaries)
     if errors:
-        print(f"\nINVALID RUN: {errors} requests failed or answered other than 200.")
+        print(
+            f"\nINVALID RUN: {errors} requests failed or answered other than 200, or runs "
+            "completed no request at all."
+        )
     return errors == 0
 
 
