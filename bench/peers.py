@@ -244,7 +244,7 @@ def _busy_seconds(pids: list[int]) -> tuple[float, float, float]:
     """CPU seconds so far: the machine's busy time; the servers' and this script's with its
     children (wrk); the PostgreSQL server's processes'."""
     cpu = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
-    machine = (sum(cpu) - cpu[3] - cpu[4]) / TICK  # less idle and iowait
+    machine = (sum(cpu[:3]) + cpu[5] + cpu[6]) / TICK  # not idle, iowait or steal
     own = sum(hot_paths.cpu_seconds(pid) for pid in pids)
     for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
         usage = resource.getrusage(who)
