@@ -19,9 +19,9 @@ Targets (issue 8): me >= 0.6x the floor with p99 <= 4x p50; row and point >= 0.5
 The load comes from ``wrk`` (``apt-get install wrk``), N connections (default 32), one Lua
 script per request kind (ids drawn in Lua, every non-200 answer counted). For each request
 the API and the floor alternate: round 1 floor then API, round 2 API then floor, and so on,
-each run after a warm-up of its own; a request's figures add up its rounds (requests/s over
-all of them; p50 and p99 their mean). Before any load both servers must give the same
-answer; a run with errors is reported as invalid (exit code 1).
+each run after a warm-up of its own and once the server is idle again; a request's figures
+add up its rounds (requests/s over all of them; p50 and p99 their mean). Before any load
+both servers must give the same answer; a run with errors is reported as invalid (exit code 1).
 
 Needs a PostgreSQL server (``TEST_POSTGRES_URL``, default postgres@127.0.0.1:5432). Creates
 and drops its own database; the dataset ``events`` (N rows, default 100,000) is loaded through
@@ -67,6 +67,8 @@ CASES = ("me", "row", "point", "aggregate")
 TARGETS: dict[str, float] = {"me": 0.6, "row": 0.5, "point": 0.5}
 TAIL_TARGET = 4.0  # me: p99 at most this many times p50
 SETTLE_SECONDS = 1.0  # after a load, for requests of connections wrk closed to finish
+IDLE_WINDOW, IDLE_CPU = 0.5, 0.02  # then until the server uses under 4 % of a core, ...
+SETTLE_LIMIT = 120.0  # ... for at most this long
 
 
 # --- what is sent --------------------------------------------------------------------------
@@ -325,17 +327,31 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def settle(pid: int) -> None:
+    """Wait for the server to be idle. The requests of the connections wrk closed are still
+    served after it stops: when they take seconds (an aggregate on a busy machine), a fixed
+    pause would leave a backlog that the next run pays for without counting it."""
+    time.sleep(SETTLE_SECONDS)
+    deadline = time.monotonic() + SETTLE_LIMIT
+    while time.monotonic() < deadline:
+        before = cpu_seconds(pid)
+        time.sleep(IDLE_WINDOW)
+        if cpu_seconds(pid) - before < IDLE_CPU:
+            return
+    print(f"warning: process {pid} still busy after {SETTLE_LIMIT:g} s", file=sys.stderr)
+
+
 def measured(request: Request, options: Options, label: str) -> Run:
     warm = _wrk(request, options, options.warmup)
     if warm.errors:
         print(f"warning: {warm.errors} errors in the {label} warm-up", file=sys.stderr)
-    time.sleep(SETTLE_SECONDS)
+    settle(request.pid)
     cpu = cpu_seconds(request.pid)
     result = _wrk(request, options, options.duration)
     run = Run(result, cpu_seconds(request.pid) - cpu)
     per_request = run.cpu_seconds / max(result.requests, 1) * 1e6
     print(f"  {label:22} {result.rate:8,.0f} req/s {per_request:6,.0f} µs CPU", file=sys.stderr)
-    time.sleep(SETTLE_SECONDS)
+    settle(request.pid)
     return run
 
 

@@ -33,9 +33,10 @@ Three requests, ``id`` random in 1..N:
 
 Load: ``wrk`` with ``bench/hot_paths.py``'s Lua script, N connections (default 32). For each
 request, every round runs each target in turn (round 1 in the order of ``--targets``, round 2
-reversed, and so on), each run after a warm-up of its own. Before any load every target must
-give the same rows for one id (and the same groups); any answer other than 200, or a socket
-error, makes the run invalid (exit code 1).
+reversed, and so on), each run after a warm-up of its own and once the server is idle again
+(the requests of the connections wrk closed are still served after it stops). Before any
+load every target must give the same rows for one id (and the same groups); any answer other
+than 200, a socket error, or a run that completes no request makes the run invalid (exit 1).
 
 Reported per request and target: requests/s over all rounds and its ratio to Datasette; the
 server process's CPU time (user + system, ``/proc/<pid>/stat``) over its measured runs per
