@@ -17,7 +17,7 @@ from tablehouse.analytics.pipeline.lifecycle import Analytics
 from tablehouse.api.bodies import BodyBudgetMiddleware, BodyLimit, LargerBody, Pace
 from tablehouse.api.docs import install_docs
 from tablehouse.api.errors import install_error_handlers
-from tablehouse.api.middleware import RequestContextMiddleware, StartupFailureMiddleware
+from tablehouse.api.middleware import RequestContextMiddleware
 from tablehouse.api.responses import without_impossible_422
 from tablehouse.api.runtime import Runtime
 from tablehouse.api.security_schemes import offer_bearer_scheme
@@ -82,12 +82,15 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> FastAPI:
         # operationId = the endpoint's function name (unique; FastAPI warns on a repeat), so
         # generated clients have load_rows, not load_rows_api_v1_schemas_name_rows_post.
         generate_unique_id_function=_operation_id,
+        # FastAPI's own OpenTelemetry bridge asks on every request whether a global provider
+        # has been set up; nothing here sets one (requests are counted and logged by
+        # RequestContextMiddleware), so it is off instead of asked.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     metrics = Metrics()  # before the lifespan: requests are counted even if start-up fails
-    # Innermost of the three, so its 413 and 408 carry the request id and are logged.
+    # Innermost of the two, so its 413 and 408 carry the request id and are logged.
     app.add_middleware(BodyBudgetMiddleware, **_body_budget(settings))
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
-    app.add_middleware(StartupFailureMiddleware)
     install_error_handlers(app)
     include_routers(app)
     install_docs(app)
@@ -182,10 +185,19 @@ async def _start(
         gc.freeze()
         _, middle, oldest = gc.get_threshold()
         gc.set_threshold(YOUNG_COLLECTION_THRESHOLD, middle, oldest)
+    query_slots = ConcurrencyLimit(
+        settings.query_max_concurrent_per_user,
+        what="queries per user",
+        code="too_many_concurrent_queries",
+    )
+    query_statements = query_service.statement_cache(settings)
+    query_check_threads = query_service.check_threads()
+    events = analytics.writer if analytics is not None else LoggingEventSink()
+    backend = backend_of(engines.main)
     return Runtime(
         settings=settings,
         clock=clock,
-        backend=backend_of(engines.main),
+        backend=backend,
         engine=engines.main,
         session_factory=create_session_factory(engines.main),
         read_session_factory=create_read_session_factory(engines.reads),
@@ -194,19 +206,24 @@ async def _start(
         mailer=create_mailer(settings),
         read_engine=engines.reads,
         query_engine=engines.queries,
-        query_slots=ConcurrencyLimit(
-            settings.query_max_concurrent_per_user,
-            what="queries per user",
-            code="too_many_concurrent_queries",
-        ),
+        query_slots=query_slots,
         ingest_slots=ConcurrencyLimit(
             settings.max_concurrent_ingests_per_user,
             what="row loads per user (MAX_CONCURRENT_INGESTS_PER_USER)",
             code="too_many_ingests",
         ),
-        query_statements=query_service.statement_cache(settings),
-        query_check_threads=query_service.check_threads(),
-        events=analytics.writer if analytics is not None else LoggingEventSink(),
+        query_statements=query_statements,
+        query_check_threads=query_check_threads,
+        query_target=query_service.target_for(
+            settings,
+            engines.queries,
+            backend,
+            slots=query_slots,
+            events=events,
+            statements=query_statements,
+            check_threads=query_check_threads,
+        ),
+        events=events,
         analytics=analytics,
         metrics=metrics,
     )

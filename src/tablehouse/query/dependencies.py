@@ -1,16 +1,16 @@
 """What the query routes need besides the caller and the session: the query target, made
-from the runtime by the service's ``target_for``, the same function ``tablehouse query``
+once at start-up by the service's ``target_for``, the same function ``tablehouse query``
 calls (:func:`standalone_target`)."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated
+from typing import Annotated, cast
 
-from fastapi import Depends
+from fastapi import Depends, Request
 
-from tablehouse.api.dependencies import RuntimeDep
+from tablehouse.api.runtime import Runtime
 from tablehouse.config import Settings
 from tablehouse.core.database import (
     ReadSessionFactory,
@@ -24,16 +24,10 @@ from tablehouse.query import service
 from tablehouse.query.events import QuerySource
 
 
-async def get_target(runtime: RuntimeDep) -> service.QueryTarget:
-    return service.target_for(
-        runtime.settings,
-        runtime.query_engine,
-        runtime.backend,
-        slots=runtime.query_slots,
-        events=runtime.events,
-        statements=runtime.query_statements,
-        check_threads=runtime.query_check_threads,
-    )
+async def get_target(request: Request) -> service.QueryTarget:
+    """The runtime's target, made once at start-up (``create_app``): the request only reads it,
+    straight from the app (a ``RuntimeDep`` would be one more dependency to resolve)."""
+    return cast(service.QueryTarget, cast(Runtime, request.app.state.runtime).query_target)
 
 
 QueryTargetDep = Annotated[service.QueryTarget, Depends(get_target)]
