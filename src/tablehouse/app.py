@@ -42,6 +42,7 @@ from tablehouse.core.security.tokens import TokenCodec
 from tablehouse.core.times import Clock, system_clock
 from tablehouse.errors import TablehouseError
 from tablehouse.query import service as query_service
+from tablehouse.query.dependencies import target_of as query_target_of
 from tablehouse.query.schemas import state_limits
 from tablehouse.routes import include_routers
 from tablehouse.rows.router import INGEST_PATHS
@@ -64,6 +65,7 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> FastAPI:
         analytics = Analytics(settings, metrics) if settings.analytics_enabled else None
         try:
             app.state.runtime = await _start(settings, engines, analytics, metrics, clock)
+            query_target_of(app.state.runtime)  # made now, not by the first query
             yield
             log.info("app.stopping")
         finally:
@@ -214,15 +216,6 @@ async def _start(
         ),
         query_statements=query_statements,
         query_check_threads=query_check_threads,
-        query_target=query_service.target_for(
-            settings,
-            engines.queries,
-            backend,
-            slots=query_slots,
-            events=events,
-            statements=query_statements,
-            check_threads=query_check_threads,
-        ),
         events=events,
         analytics=analytics,
         metrics=metrics,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Hashable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 
 from anyio import CapacityLimiter
@@ -21,7 +21,9 @@ from tablehouse.core.security.tokens import TokenCodec
 from tablehouse.core.times import Clock
 
 
-@dataclass(frozen=True, slots=True)
+# eq=False: a runtime is itself, not its fields' values; hashed by identity and weakly
+# referenced, so what is derived from it can be kept per runtime (query.dependencies).
+@dataclass(frozen=True, slots=True, eq=False, weakref_slot=True)
 class Runtime:
     settings: Settings
     clock: Clock  # what time it is for requests (Now) and authentication
@@ -42,10 +44,6 @@ class Runtime:
     # check them.
     query_statements: SizedCache[Hashable, object]
     query_check_threads: CapacityLimiter
-    # Where and how users' SQL runs (query.service.QueryTarget, made from the fields above by
-    # query.service.target_for), made once at start-up: nothing in it depends on the request.
-    # Typed loosely as query_statements is: the api layer cannot name the query domain's types.
-    query_target: object
     events: EventSink  # the analytics writer, or a logger with ANALYTICS_ENABLED=false
     # The analytics of this process (its store and readiness report); None when
     # ANALYTICS_ENABLED=false.
@@ -53,10 +51,8 @@ class Runtime:
     # Made with the app, before the lifespan: the middleware counts requests from the
     # first one, even when start-up fails.
     metrics: Metrics
-    # How long a login session may go unused (SESSION_IDLE_TIMEOUT_MINUTES): made from the
-    # settings once, not on every authenticated request.
-    idle_timeout: timedelta = field(init=False)
 
-    def __post_init__(self) -> None:
-        idle = timedelta(minutes=self.settings.session_idle_timeout_minutes)
-        object.__setattr__(self, "idle_timeout", idle)  # frozen: set once, here
+    @property
+    def idle_timeout(self) -> timedelta:
+        """How long a login session may go unused (SESSION_IDLE_TIMEOUT_MINUTES)."""
+        return timedelta(minutes=self.settings.session_idle_timeout_minutes)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, cast
+from weakref import WeakKeyDictionary
 
 from fastapi import Depends, Request
 
@@ -23,11 +24,31 @@ from tablehouse.core.limits import ConcurrencyLimit
 from tablehouse.query import service
 from tablehouse.query.events import QuerySource
 
+# Each runtime's target, made once (at start-up, by create_app's lifespan): nothing in it
+# depends on the request. Kept per runtime object, so a runtime made from another (with other
+# settings or another event sink) gets its own.
+_TARGETS: WeakKeyDictionary[Runtime, service.QueryTarget] = WeakKeyDictionary()
+
+
+def target_of(runtime: Runtime) -> service.QueryTarget:
+    target = _TARGETS.get(runtime)
+    if target is None:
+        target = _TARGETS[runtime] = service.target_for(
+            runtime.settings,
+            runtime.query_engine,
+            runtime.backend,
+            slots=runtime.query_slots,
+            events=runtime.events,
+            statements=runtime.query_statements,
+            check_threads=runtime.query_check_threads,
+        )
+    return target
+
 
 async def get_target(request: Request) -> service.QueryTarget:
-    """The runtime's target, made once at start-up (``create_app``): the request only reads it,
-    straight from the app (a ``RuntimeDep`` would be one more dependency to resolve)."""
-    return cast(service.QueryTarget, cast(Runtime, request.app.state.runtime).query_target)
+    """The runtime's target, read straight from the app (a ``RuntimeDep`` would be one more
+    dependency to resolve)."""
+    return target_of(cast(Runtime, request.app.state.runtime))
 
 
 QueryTargetDep = Annotated[service.QueryTarget, Depends(get_target)]

@@ -64,7 +64,7 @@ class Limits:
 @dataclass(frozen=True, slots=True)
 class QueryTarget:
     """Where and how statements run: made by ``target_for``, once at the server's start-up
-    (the runtime's ``query_target``) or by ``tablehouse query``."""
+    (``dependencies.target_of``, one per runtime) or by ``tablehouse query``."""
 
     engine: AsyncEngine
     backend: Backend
