@@ -187,19 +187,10 @@ async def _start(
         gc.freeze()
         _, middle, oldest = gc.get_threshold()
         gc.set_threshold(YOUNG_COLLECTION_THRESHOLD, middle, oldest)
-    query_slots = ConcurrencyLimit(
-        settings.query_max_concurrent_per_user,
-        what="queries per user",
-        code="too_many_concurrent_queries",
-    )
-    query_statements = query_service.statement_cache(settings)
-    query_check_threads = query_service.check_threads()
-    events = analytics.writer if analytics is not None else LoggingEventSink()
-    backend = backend_of(engines.main)
     return Runtime(
         settings=settings,
         clock=clock,
-        backend=backend,
+        backend=backend_of(engines.main),
         engine=engines.main,
         session_factory=create_session_factory(engines.main),
         read_session_factory=create_read_session_factory(engines.reads),
@@ -208,15 +199,19 @@ async def _start(
         mailer=create_mailer(settings),
         read_engine=engines.reads,
         query_engine=engines.queries,
-        query_slots=query_slots,
+        query_slots=ConcurrencyLimit(
+            settings.query_max_concurrent_per_user,
+            what="queries per user",
+            code="too_many_concurrent_queries",
+        ),
         ingest_slots=ConcurrencyLimit(
             settings.max_concurrent_ingests_per_user,
             what="row loads per user (MAX_CONCURRENT_INGESTS_PER_USER)",
             code="too_many_ingests",
         ),
-        query_statements=query_statements,
-        query_check_threads=query_check_threads,
-        events=events,
+        query_statements=query_service.statement_cache(settings),
+        query_check_threads=query_service.check_threads(),
+        events=analytics.writer if analytics is not None else LoggingEventSink(),
         analytics=analytics,
         metrics=metrics,
     )
