@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -10,6 +11,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+import aiosqlite
 import structlog
 from sqlalchemy import Connection, Engine, event, exc, text
 from sqlalchemy.engine import URL, make_url
@@ -20,7 +22,8 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.pool import NullPool
+from sqlalchemy.pool import NullPool, PoolResetState
+from sqlalchemy.util import await_
 
 from tablehouse.config import Settings
 from tablehouse.core.pool import FairAsyncQueuePool
@@ -108,6 +111,8 @@ def _pooled_engine(url: URL, settings: Settings, *, reads: bool = False) -> Asyn
     if reads and url.get_backend_name() == Backend.POSTGRESQL:
         options["isolation_level"] = "AUTOCOMMIT"
         connect_args["server_settings"] = {"default_transaction_read_only": "on"}
+    if url.get_backend_name() == Backend.SQLITE:
+        options["pool_reset_on_return"] = None  # see _roll_back_on_return
     engine = create_async_engine(
         url,
         poolclass=FairAsyncQueuePool,
@@ -123,6 +128,7 @@ def _pooled_engine(url: URL, settings: Settings, *, reads: bool = False) -> Asyn
     _detect_lost_connections(engine)
     if url.get_backend_name() == "sqlite":
         _apply_sqlite_pragmas(engine, settings.sqlite_busy_timeout_ms, query_only=reads)
+        _roll_back_on_return(engine)
     return engine
 
 
@@ -219,13 +225,48 @@ def _apply_sqlite_pragmas(
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
-        # Readers take a WAL snapshot and never wait. A unit of work that may write takes
-        # the write lock up front (IMMEDIATE), so concurrent writers queue on the busy
-        # timeout instead of failing; SQLite has one writer at a time anyway.
-        if connection.get_execution_options().get(READS_ONLY):
-            connection.exec_driver_sql("BEGIN")
-        else:
+        # Readers take a WAL snapshot (at their first read) and never wait. A unit of work
+        # that may write takes the write lock up front (IMMEDIATE), so concurrent writers
+        # queue on the busy timeout instead of failing; SQLite has one writer at a time.
+        if not connection.get_execution_options().get(READS_ONLY):
             connection.exec_driver_sql("BEGIN IMMEDIATE")
+            return
+        driver: Any = connection.connection.driver_connection
+        if isinstance(driver, aiosqlite.Connection):
+            # One hop to the connection's thread instead of three (a cursor, the BEGIN, the
+            # cursor closed) through SQLAlchemy's adapter; a deferred BEGIN waits for no
+            # lock, so it has no busy error for SQLAlchemy to translate. ``_execute`` is
+            # aiosqlite's private way in (as its own ``execute`` uses it): pinned to
+            # >=0.22,<0.23 for it.
+            on_thread: Any = driver._execute
+            await_(on_thread(_begin_deferred, driver._conn))
+        else:
+            connection.exec_driver_sql("BEGIN")
+
+
+def _begin_deferred(connection: sqlite3.Connection) -> None:
+    connection.execute("BEGIN").close()
+
+
+def _roll_back_on_return(engine: AsyncEngine) -> None:
+    """Roll back a connection given back to the pool only if a transaction is open on it.
+
+    SQLAlchemy's own reset-on-return rolls back unconditionally, and when a session closes
+    it does so right after the session's own ROLLBACK; on SQLite each is a hop to the
+    connection's thread. Whether a transaction is open is known without one (sqlite3's
+    ``in_transaction``, which aiosqlite reads on the calling thread), and a ROLLBACK with
+    none open does nothing. A connection that cannot say, or cannot roll back, is
+    discarded by the pool, as with SQLAlchemy's own reset.
+    """
+
+    @event.listens_for(engine.sync_engine, "reset")
+    def _on_reset(dbapi_connection: Any, _record: Any, state: PoolResetState) -> None:
+        if not state.asyncio_safe:  # collected outside the loop: the pool terminates it
+            return
+        driver = getattr(dbapi_connection, "driver_connection", None)
+        in_transaction = getattr(driver, "in_transaction", True)
+        if in_transaction:
+            dbapi_connection.rollback()
 
 
 def create_session_factory(engine: AsyncEngine) -> WriteSessionFactory:
