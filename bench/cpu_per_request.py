@@ -7,22 +7,28 @@ app itself costs per request — PostgreSQL runs in its own process and is not c
 is the figure to guide work on a shared machine, where throughput is noisy.
 
 Round trips are counted in a second pass, one request at a time, through a TCP proxy in
-front of PostgreSQL that counts what the app sends: each round trip is one send.
+front of PostgreSQL that counts what the app sends: each round trip is one send. With
+``--backend sqlite`` (the embedded default, in a temporary folder) the second pass counts
+thread hops instead: each call aiosqlite queues for its connection's thread is one hop,
+with the functions called listed below the table; there is no floor app on SQLite.
 
 Requests (as ``bench/hot_paths.py``): ``me`` (GET /users/me, access token), ``row``
 (GET /schemas/events/rows/{id}, access token), ``point`` and ``aggregate`` (POST /query,
 API key), plus ``health`` (GET /health, no database) as the framework's own floor.
 
-Needs PostgreSQL (``TEST_POSTGRES_URL``); creates and drops its own database.
+Needs PostgreSQL (``TEST_POSTGRES_URL``) unless ``--backend sqlite``; creates and drops its
+own database.
 
 Run: ``uv run python bench/cpu_per_request.py [--requests 4000] [--concurrency 16]
-[--rows 100000] [--cases health,me,row,point,aggregate] [--analytics] [--spy api|floor]``
+[--rows 100000] [--cases health,me,row,point,aggregate] [--analytics] [--spy api|floor]
+[--backend postgresql|sqlite]``
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import os
 import random
 import secrets
@@ -31,12 +37,13 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiosqlite
 import floor_app
 import httpx
 import query as query_bench  # bench/query.py: this script's folder is first on sys.path
@@ -165,11 +172,39 @@ class CountingProxy:
             writer.close()
 
 
+class HopCounter:
+    """Counts the calls aiosqlite queues for its connections' threads (each one a hop: the
+    loop hands the call to the thread and waits for its answer), by the function called."""
+
+    def __init__(self) -> None:
+        self.hops = 0
+        self.functions: collections.Counter[str] = collections.Counter()
+
+    @contextmanager
+    def counting(self) -> Iterator[None]:
+        original = aiosqlite.Connection._execute
+
+        async def counted(connection: aiosqlite.Connection, fn: Any, *args: Any, **kw: Any) -> Any:
+            self.hops += 1
+            self.functions[getattr(fn, "__qualname__", repr(fn))] += 1
+            return await original(connection, fn, *args, **kw)
+
+        setattr(aiosqlite.Connection, "_execute", counted)  # noqa: B010
+        try:
+            yield
+        finally:
+            setattr(aiosqlite.Connection, "_execute", original)  # noqa: B010
+
+
 # --- set-up --------------------------------------------------------------------------------
 
 
-def _settings(dsn: str, folder: Path, analytics: bool) -> Settings:
-    url = make_url(dsn).set(drivername="postgresql+asyncpg").render_as_string(False)
+def _settings(dsn: str | None, folder: Path, analytics: bool) -> Settings:
+    """On PostgreSQL at ``dsn``, or on SQLite in ``folder`` when ``dsn`` is None."""
+    if dsn is None:
+        url = f"sqlite+aiosqlite:///{folder / 'tablehouse.db'}"
+    else:
+        url = make_url(dsn).set(drivername="postgresql+asyncpg").render_as_string(False)
     return load_settings(
         _env_file=None,
         jwt_secret=secrets.token_urlsafe(48),
@@ -256,13 +291,15 @@ class Options:
     cases: tuple[str, ...]
     analytics: bool
     spy: str | None  # "api" or "floor": pause before measuring it, to attach py-spy
+    backend: str = "postgresql"  # or "sqlite": no floor, hops instead of round trips
 
 
 @dataclass(slots=True)
 class Figures:
     cpu_us: float = 0.0  # process CPU per request
     rate: float = 0.0  # requests/s in-process (the database shares the machine)
-    round_trips: float = 0.0  # sends to the database per request
+    round_trips: float = 0.0  # sends to the database per request (SQLite: thread hops)
+    hops_by_function: dict[str, float] = field(default_factory=dict)  # SQLite only
 
 
 async def _measure_cpu(
@@ -297,14 +334,36 @@ async def _count_round_trips(
             found[name].round_trips = (proxy.sends - before) / count
 
 
+async def _count_hops(
+    app: FastAPI, calls: dict[str, Call], options: Options, found: dict[str, Figures]
+) -> None:
+    """SQLite: one request at a time, the hops to the connections' threads it makes."""
+    counter = HopCounter()
+    for name in options.cases:
+        for _ in range(20):
+            await _call(app, calls[name], random.randint(1, options.rows))
+        count = 50
+        with counter.counting():
+            counter.hops, counter.functions = 0, collections.Counter()
+            for _ in range(count):
+                await _call(app, calls[name], random.randint(1, options.rows))
+        found[name].round_trips = counter.hops / count
+        found[name].hops_by_function = {
+            function: calls_made / count for function, calls_made in counter.functions.items()
+        }
+
+
 async def _run(
-    options: Options, settings: Settings, dsn: str
-) -> tuple[dict[str, Figures], dict[str, Figures]]:
-    """The API's figures and the floor's."""
+    options: Options, settings: Settings, dsn: str | None
+) -> tuple[dict[str, Figures], dict[str, Figures] | None]:
+    """The API's figures and the floor's (None on SQLite, where there is no floor)."""
     async with _running(settings) as app:
         credentials = await _prepare(app, options.rows)
         calls = _api_calls(credentials)
         found = await _measure_cpu(app, calls, options, "api")
+        if dsn is None:
+            await _count_hops(app, calls, options, found)
+            return found, None
     await _count_round_trips(settings, calls, options, found)
     table = await query_bench._table_name(dsn)
     assert settings.jwt_secret is not None
@@ -327,6 +386,12 @@ def _options() -> Options:
     parser.add_argument(
         "--spy", choices=("api", "floor"), help="pause 10 s before it, to attach py-spy"
     )
+    parser.add_argument(
+        "--backend",
+        choices=("postgresql", "sqlite"),
+        default="postgresql",
+        help="sqlite: the embedded default, no floor; counts thread hops",
+    )
     arguments = parser.parse_args()
     cases = tuple(name.strip() for name in arguments.cases.split(",") if name.strip())
     if unknown := sorted(set(cases) - set(CASES)):
@@ -338,23 +403,25 @@ def _options() -> Options:
         cases=cases,
         analytics=arguments.analytics,
         spy=arguments.spy,
+        backend=arguments.backend,
     )
 
 
 def main() -> None:
     options = _options()
-    database = f"th_bench_{uuid.uuid4().hex[:10]}"
-    asyncio.run(query_bench._admin(f"CREATE DATABASE {database}"))
-    try:
-        with tempfile.TemporaryDirectory() as folder:
-            settings = _settings(query_bench._dsn(database), Path(folder), options.analytics)
-            configure_logging(settings)
-            migrations.upgrade(settings)
-            with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-                found, floor = runner.run(_run(options, settings, query_bench._dsn(database)))
-    finally:
-        asyncio.run(query_bench._drop_database(database))
+    if options.backend == "sqlite":
+        found, floor = _measure(options, None)
+    else:
+        database = f"th_bench_{uuid.uuid4().hex[:10]}"
+        asyncio.run(query_bench._admin(f"CREATE DATABASE {database}"))
+        try:
+            found, floor = _measure(options, query_bench._dsn(database))
+        finally:
+            asyncio.run(query_bench._drop_database(database))
     print(f"{options.requests} requests per case, {options.concurrency} concurrent callers")
+    if floor is None:
+        _print_sqlite(found)
+        return
     print(
         "| request | API CPU µs | floor CPU µs | floor/API CPU | API req/s | floor req/s "
         "| API round trips |"
@@ -371,6 +438,28 @@ def main() -> None:
             f"{api.round_trips:.1f}",
         ]
         print(f"| {name} | {' | '.join(cells)} |")
+
+
+def _measure(
+    options: Options, dsn: str | None
+) -> tuple[dict[str, Figures], dict[str, Figures] | None]:
+    with tempfile.TemporaryDirectory() as folder:
+        settings = _settings(dsn, Path(folder), options.analytics)
+        configure_logging(settings)
+        migrations.upgrade(settings)
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            return runner.run(_run(options, settings, dsn))
+
+
+def _print_sqlite(found: dict[str, Figures]) -> None:
+    print("| request (SQLite) | API CPU µs | API req/s | thread hops |")
+    print("|---|---:|---:|---:|")
+    for name, api in found.items():
+        print(f"| {name} | {api.cpu_us:,.0f} | {api.rate:,.0f} | {api.round_trips:.1f} |")
+    for name, api in found.items():
+        if api.hops_by_function:
+            hops = sorted(api.hops_by_function.items(), key=lambda item: -item[1])
+            print(f"{name}: " + ", ".join(f"{function} {count:g}" for function, count in hops))
 
 
 if __name__ == "__main__":

@@ -19,9 +19,9 @@ Targets (issue 8): me >= 0.6x the floor with p99 <= 4x p50; row and point >= 0.5
 The load comes from ``wrk`` (``apt-get install wrk``), N connections (default 32), one Lua
 script per request kind (ids drawn in Lua, every non-200 answer counted). For each request
 the API and the floor alternate: round 1 floor then API, round 2 API then floor, and so on,
-each run after a warm-up of its own; a request's figures add up its rounds (requests/s over
-all of them; p50 and p99 their mean). Before any load both servers must give the same
-answer; a run with errors is reported as invalid (exit code 1).
+each run after a warm-up of its own and once the server is idle again; a request's figures
+add up its rounds (requests/s over all of them; p50 and p99 their mean). Before any load
+both servers must give the same answer; a run with errors is reported as invalid (exit code 1).
 
 Needs a PostgreSQL server (``TEST_POSTGRES_URL``, default postgres@127.0.0.1:5432). Creates
 and drops its own database; the dataset ``events`` (N rows, default 100,000) is loaded through
@@ -67,6 +67,8 @@ CASES = ("me", "row", "point", "aggregate")
 TARGETS: dict[str, float] = {"me": 0.6, "row": 0.5, "point": 0.5}
 TAIL_TARGET = 4.0  # me: p99 at most this many times p50
 SETTLE_SECONDS = 1.0  # after a load, for requests of connections wrk closed to finish
+IDLE_WINDOW, IDLE_CPU = 0.5, 0.02  # then until the server uses under 4 % of a core, ...
+SETTLE_LIMIT = 120.0  # ... for at most this long
 
 
 # --- what is sent --------------------------------------------------------------------------
@@ -169,7 +171,7 @@ def _wrk(request: Request, options: Options, seconds: float) -> Measurement:
     return Measurement(requests, micros / 1e6, p50 / 1000, p99 / 1000, non200 + socket_errors)
 
 
-def _answer(request: Request, key: int) -> Any:
+def answer(request: Request, key: int) -> Any:
     response = httpx.request(
         request.method,
         request.url(key),
@@ -205,7 +207,7 @@ class Credentials:
     table: str  # the physical table of ``events``
 
 
-def _prepare(client: httpx.Client, rows: int) -> tuple[str, str]:
+def prepare(client: httpx.Client, rows: int) -> tuple[str, str]:
     """The dataset through the API (bench/query.py's); an access token and an API key."""
     api_key = query_bench._prepare_dataset(client, rows)  # it signs in with a token
     return client.headers["Authorization"].removeprefix("Bearer "), api_key
@@ -251,7 +253,7 @@ def _pairs(api: Server, floor: Server, credentials: Credentials) -> dict[str, Pa
     }
 
 
-def _api_env(options: Options, database_url: str, folder: Path, jwt_secret: str) -> dict[str, str]:
+def api_env(options: Options, database_url: str, folder: Path, jwt_secret: str) -> dict[str, str]:
     return query_bench._server_env(
         DATABASE_URL=database_url,
         DATA_DIR=str(folder),
@@ -273,10 +275,10 @@ def _servers(options: Options, dsn: str, folder: Path) -> Iterator[dict[str, Pai
     jwt_secret = secrets.token_urlsafe(48)
     api_port, floor_port = query_bench._free_port(), query_bench._free_port()
     api_command = [sys.executable, "-m", "tablehouse", "serve", "--port", str(api_port)]
-    api_env = _api_env(options, database_url, folder, jwt_secret)
-    with query_bench._process(api_command, api_env, api_port, folder / "api.log") as api:
+    env = api_env(options, database_url, folder, jwt_secret)
+    with query_bench._process(api_command, env, api_port, folder / "api.log") as api:
         with httpx.Client(base_url=f"http://127.0.0.1:{api_port}", timeout=600) as client:
-            token, api_key = _prepare(client, options.rows)
+            token, api_key = prepare(client, options.rows)
         table = asyncio.run(query_bench._table_name(dsn))
         floor_command = [
             *(sys.executable, str(query_bench.FLOOR_APP), "--dsn", dsn),
@@ -319,37 +321,51 @@ class Result:
     floor: list[Run]
 
 
-def _cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: int) -> float:
     """A process's user + system CPU time so far, from /proc (Linux)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _measured(request: Request, options: Options, label: str) -> Run:
+def settle(pid: int) -> None:
+    """Wait for the server to be idle. The requests of the connections wrk closed are still
+    served after it stops: when they take seconds (an aggregate on a busy machine), a fixed
+    pause would leave a backlog that the next run pays for without counting it."""
+    time.sleep(SETTLE_SECONDS)
+    deadline = time.monotonic() + SETTLE_LIMIT
+    while time.monotonic() < deadline:
+        before = cpu_seconds(pid)
+        time.sleep(IDLE_WINDOW)
+        if cpu_seconds(pid) - before < IDLE_CPU:
+            return
+    print(f"warning: process {pid} still busy after {SETTLE_LIMIT:g} s", file=sys.stderr)
+
+
+def measured(request: Request, options: Options, label: str) -> Run:
     warm = _wrk(request, options, options.warmup)
     if warm.errors:
         print(f"warning: {warm.errors} errors in the {label} warm-up", file=sys.stderr)
-    time.sleep(SETTLE_SECONDS)
-    cpu = _cpu_seconds(request.pid)
+    settle(request.pid)
+    cpu = cpu_seconds(request.pid)
     result = _wrk(request, options, options.duration)
-    run = Run(result, _cpu_seconds(request.pid) - cpu)
+    run = Run(result, cpu_seconds(request.pid) - cpu)
     per_request = run.cpu_seconds / max(result.requests, 1) * 1e6
     print(f"  {label:22} {result.rate:8,.0f} req/s {per_request:6,.0f} µs CPU", file=sys.stderr)
-    time.sleep(SETTLE_SECONDS)
+    settle(request.pid)
     return run
 
 
 def _measure(name: str, pair: Pair, options: Options) -> Result:
     key = options.rows // 2 + 1
-    if not pair.same(_answer(pair.api, key), _answer(pair.floor, key)):
+    if not pair.same(answer(pair.api, key), answer(pair.floor, key)):
         raise RuntimeError(f"{name}: the API and the floor answer differently")
     result = Result([], [])
     for round_number in range(1, options.rounds + 1):
         order = ("floor", "api") if round_number % 2 else ("api", "floor")
         for target in order:
             request = pair.api if target == "api" else pair.floor
-            measured = _measured(request, options, f"{name} {target} (round {round_number})")
-            (result.api if target == "api" else result.floor).append(measured)
+            found = measured(request, options, f"{name} {target} (round {round_number})")
+            (result.api if target == "api" else result.floor).append(found)
     return result
 
 
@@ -382,7 +398,7 @@ class Summary:
         )
 
 
-async def _postgres_version(dsn: str) -> str:
+async def postgres_version(dsn: str) -> str:
     connection = await asyncpg.connect(dsn)
     try:
         return str(await connection.fetchval("SHOW server_version")).split()[0]
@@ -390,7 +406,7 @@ async def _postgres_version(dsn: str) -> str:
         await connection.close()
 
 
-def _wrk_version() -> str:
+def wrk_version() -> str:
     done = subprocess.run(["wrk", "--version"], capture_output=True, text=True, check=False)
     return (done.stdout or done.stderr).split()[1]
 
@@ -411,7 +427,7 @@ def report(options: Options, results: dict[str, Result], pg_version: str, wall: 
     print(
         f"{datetime.now(UTC):%Y-%m-%d} · {platform.platform()} · {os.cpu_count()} cores · "
         f"Python {platform.python_version()} · PostgreSQL {pg_version} on the same machine · "
-        f"wrk {_wrk_version()}, {options.concurrency} connections · {options.rounds} rounds "
+        f"wrk {wrk_version()}, {options.concurrency} connections · {options.rounds} rounds "
         f"of {options.duration} s per target (+{options.warmup} s warm-up each) · "
         f"{options.rows:,} rows · wall time {wall:.0f} s\n"
     )
@@ -472,7 +488,7 @@ def main() -> None:
     asyncio.run(query_bench._admin(f"CREATE DATABASE {database}"))
     try:
         dsn = query_bench._dsn(database)
-        pg_version = asyncio.run(_postgres_version(dsn))
+        pg_version = asyncio.run(postgres_version(dsn))
         results = run(options, dsn)
     finally:
         asyncio.run(query_bench._drop_database(database))

@@ -17,7 +17,7 @@ from tablehouse.analytics.pipeline.lifecycle import Analytics
 from tablehouse.api.bodies import BodyBudgetMiddleware, BodyLimit, LargerBody, Pace
 from tablehouse.api.docs import install_docs
 from tablehouse.api.errors import install_error_handlers
-from tablehouse.api.middleware import RequestContextMiddleware, StartupFailureMiddleware
+from tablehouse.api.middleware import RequestContextMiddleware
 from tablehouse.api.responses import without_impossible_422
 from tablehouse.api.runtime import Runtime
 from tablehouse.api.security_schemes import offer_bearer_scheme
@@ -42,6 +42,7 @@ from tablehouse.core.security.tokens import TokenCodec
 from tablehouse.core.times import Clock, system_clock
 from tablehouse.errors import TablehouseError
 from tablehouse.query import service as query_service
+from tablehouse.query.dependencies import target_of as query_target_of
 from tablehouse.query.schemas import state_limits
 from tablehouse.routes import include_routers
 from tablehouse.rows.router import INGEST_PATHS
@@ -64,6 +65,7 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> FastAPI:
         analytics = Analytics(settings, metrics) if settings.analytics_enabled else None
         try:
             app.state.runtime = await _start(settings, engines, analytics, metrics, clock)
+            query_target_of(app.state.runtime)  # made now, not by the first query
             yield
             log.info("app.stopping")
         finally:
@@ -82,12 +84,15 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> FastAPI:
         # operationId = the endpoint's function name (unique; FastAPI warns on a repeat), so
         # generated clients have load_rows, not load_rows_api_v1_schemas_name_rows_post.
         generate_unique_id_function=_operation_id,
+        # FastAPI's own OpenTelemetry bridge asks on every request whether a global provider
+        # has been set up; nothing here sets one (requests are counted and logged by
+        # RequestContextMiddleware), so it is off instead of asked.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     metrics = Metrics()  # before the lifespan: requests are counted even if start-up fails
-    # Innermost of the three, so its 413 and 408 carry the request id and are logged.
+    # Innermost of the two, so its 413 and 408 carry the request id and are logged.
     app.add_middleware(BodyBudgetMiddleware, **_body_budget(settings))
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
-    app.add_middleware(StartupFailureMiddleware)
     install_error_handlers(app)
     include_routers(app)
     install_docs(app)

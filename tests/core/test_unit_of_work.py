@@ -206,6 +206,46 @@ async def test_a_write_in_a_read_unit_of_work_is_refused_by_the_database(
     assert await _count(engine, notes) == 0
 
 
+@pytest.mark.backends("sqlite")
+async def test_a_read_unit_of_work_on_sqlite_sees_one_snapshot(
+    settings: Settings, engine: AsyncEngine
+) -> None:
+    """Its BEGIN goes straight to the connection's thread; the reads in it still see one
+    snapshot while a writer commits, and the next unit of work sees what was committed."""
+    reads = create_read_engine(settings)
+    factory = create_read_session_factory(reads)
+    counted = select(func.count()).select_from(notes)
+    try:
+        async with read_uow(factory) as session:
+            before = (await session.execute(counted)).scalar_one()
+            async with uow(create_session_factory(engine)) as writer:
+                await writer.execute(insert(notes).values(body="committed meanwhile"))
+            during = (await session.execute(counted)).scalar_one()
+        async with read_uow(factory) as session:
+            after = (await session.execute(counted)).scalar_one()
+    finally:
+        await reads.dispose()
+    assert (before, during, after) == (0, 0, 1)
+
+
+@pytest.mark.backends("sqlite")
+async def test_a_sqlite_connection_goes_back_to_the_pool_with_no_transaction_open(
+    settings: Settings,
+) -> None:
+    """The pool rolls back only what is open (a ROLLBACK is a hop to the connection's
+    thread), but what is open it rolls back, even a transaction SQLAlchemy never saw."""
+    reads = create_read_engine(settings)
+    try:
+        async with reads.connect() as connection:
+            driver = (await connection.get_raw_connection()).driver_connection
+            assert driver is not None
+            await driver.execute("BEGIN")
+            assert driver.in_transaction
+        assert not driver.in_transaction
+    finally:
+        await reads.dispose()
+
+
 async def test_a_route_that_declares_a_read_session_cannot_write(
     uow_client: httpx.AsyncClient, engine: AsyncEngine
 ) -> None:

@@ -449,3 +449,46 @@ async def test_functions_that_multiply_sizes_cannot_be_composed_past_the_limit(
     assert response.status_code == 400, response.text
     assert response.json()["code"] == "argument_too_large"
     assert "could build 300000000" in response.json()["detail"]
+
+
+ENDINGS = [
+    ("SELECT n FROM numbers WHERE n = 1", None, 200),  # with its first rows, in one hop
+    ("SELECT n FROM numbers", None, 200),  # at a later fetch, which finds the last row
+    ("SELECT n FROM numbers", 20, 200),  # cut at the row cap: ended on its own
+    ("SELECT n, hex(zeroblob(1000)) FROM numbers", None, 400),  # refused: value_too_large
+]
+
+
+@pytest.mark.backends("sqlite")
+@pytest.mark.parametrize(
+    ("sql", "limit", "status"), ENDINGS, ids=["one-hop", "later-fetch", "cut", "refused"]
+)
+async def test_sqlite_value_limit_is_restored_however_a_query_ends(
+    settings: Settings, sql: str, limit: int | None, status: int
+) -> None:
+    """The query's length limit is lifted wherever its run ends: the row read after it,
+    on the same (only) connection, is not refused."""
+    one = settings.model_copy(
+        update={"db_pool_size": 1, "db_max_overflow": 0, "query_max_value_bytes": 1024}
+    )
+    long_name = "x" * 5000
+    async with started(create_app(one)) as client:
+        headers = bearer((await signed_up(client, "ada@example.com"))["access_token"])
+        await shop(client, headers)
+        await numbers(client, one, headers, 200)
+        stored = await client.post(
+            "/api/v1/schemas/customers/rows",
+            json=[{"id": 4, "name": long_name, "city": "Paris"}],
+            headers=headers,
+        )
+        assert stored.status_code == 201, stored.text
+
+        extra = {} if limit is None else {"limit": limit}
+        answered = await query(client, headers, sql, **extra)
+        read = await client.get("/api/v1/schemas/customers/rows/4", headers=headers)
+
+    assert answered.status_code == status, answered.text
+    if status == 200:
+        assert answered.json()["truncated"] is (limit is not None)
+    assert read.status_code == 200, read.text
+    assert long_name in read.text

@@ -21,7 +21,9 @@ from tablehouse.core.security.tokens import TokenCodec
 from tablehouse.core.times import Clock
 
 
-@dataclass(frozen=True, slots=True)
+# eq=False: a runtime is itself, not its fields' values; hashed by identity and weakly
+# referenced, so what is derived from it can be kept per runtime (query.dependencies).
+@dataclass(frozen=True, slots=True, eq=False, weakref_slot=True)
 class Runtime:
     settings: Settings
     clock: Clock  # what time it is for requests (Now) and authentication

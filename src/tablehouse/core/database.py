@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from enum import StrEnum
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+import aiosqlite
 import structlog
 from sqlalchemy import Connection, Engine, event, exc, text
 from sqlalchemy.engine import URL, make_url
@@ -20,7 +23,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.pool import NullPool
+from sqlalchemy.pool import NullPool, PoolResetState
 
 from tablehouse.config import Settings
 from tablehouse.core.pool import FairAsyncQueuePool
@@ -108,6 +111,9 @@ def _pooled_engine(url: URL, settings: Settings, *, reads: bool = False) -> Asyn
     if reads and url.get_backend_name() == Backend.POSTGRESQL:
         options["isolation_level"] = "AUTOCOMMIT"
         connect_args["server_settings"] = {"default_transaction_read_only": "on"}
+    if url.get_backend_name() == Backend.SQLITE:
+        connect_args["async_creator_fn"] = _connect_sqlite
+        options["pool_reset_on_return"] = None  # see _roll_back_on_return
     engine = create_async_engine(
         url,
         poolclass=FairAsyncQueuePool,
@@ -123,6 +129,7 @@ def _pooled_engine(url: URL, settings: Settings, *, reads: bool = False) -> Asyn
     _detect_lost_connections(engine)
     if url.get_backend_name() == "sqlite":
         _apply_sqlite_pragmas(engine, settings.sqlite_busy_timeout_ms, query_only=reads)
+        _roll_back_on_return(engine)
     return engine
 
 
@@ -219,13 +226,93 @@ def _apply_sqlite_pragmas(
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
-        # Readers take a WAL snapshot and never wait. A unit of work that may write takes
-        # the write lock up front (IMMEDIATE), so concurrent writers queue on the busy
-        # timeout instead of failing; SQLite has one writer at a time anyway.
-        if connection.get_execution_options().get(READS_ONLY):
-            connection.exec_driver_sql("BEGIN")
-        else:
+        # Readers take a WAL snapshot (at their first read) and never wait. A unit of work
+        # that may write takes the write lock up front (IMMEDIATE), so concurrent writers
+        # queue on the busy timeout instead of failing; SQLite has one writer at a time.
+        if not connection.get_execution_options().get(READS_ONLY):
             connection.exec_driver_sql("BEGIN IMMEDIATE")
+            return
+        driver = connection.connection.driver_connection
+        if isinstance(driver, _SqliteConnection):
+            driver.begin_with_next_call()
+        else:
+            connection.exec_driver_sql("BEGIN")
+
+
+class _SqliteConnection(aiosqlite.Connection):
+    """aiosqlite's connection, whose read transactions cost no hop of their own.
+
+    Each call aiosqlite makes on the connection's thread is a hop (the loop hands the call
+    over and waits for its answer, ~15 futex calls). A read unit of work's deferred BEGIN
+    takes no lock and no snapshot until the first read, so it is sent with the next call
+    instead of alone: the reads that follow see one snapshot all the same. A ROLLBACK or a
+    COMMIT with no transaction open (or only that BEGIN, not sent yet) does nothing, and
+    costs no hop either; whether one is open is read without a hop (sqlite3's
+    ``in_transaction``). ``_execute`` is aiosqlite's private way onto its thread (its own
+    ``execute`` and ``rollback`` go through it): aiosqlite is pinned to >=0.22,<0.23 for it.
+    """
+
+    _begin: str | None = None
+
+    def begin_with_next_call(self, sql: str = "BEGIN") -> None:
+        self._begin = sql
+
+    async def _execute(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        on_thread: Any = super()._execute
+        begin, self._begin = self._begin, None
+        if begin is None:
+            return await on_thread(fn, *args, **kwargs)
+        return await on_thread(_begun_then, self._conn, begin, partial(fn, *args, **kwargs))
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._begin is not None or self._conn.in_transaction
+
+    async def rollback(self) -> None:
+        if self._begin is not None:
+            self._begin = None
+        elif self._conn.in_transaction:
+            await super().rollback()
+
+    async def commit(self) -> None:
+        if self._begin is not None:
+            self._begin = None
+        elif self._conn.in_transaction:
+            await super().commit()
+
+
+def _begun_then(connection: sqlite3.Connection, begin: str, call: Callable[[], Any]) -> Any:
+    connection.execute(begin).close()
+    return call()
+
+
+def _connect_sqlite(database: str, **options: Any) -> _SqliteConnection:
+    """What ``aiosqlite.connect`` makes, as a ``_SqliteConnection`` (SQLAlchemy's
+    ``async_creator_fn``); its thread is a daemon, as SQLAlchemy makes aiosqlite's."""
+    connection = _SqliteConnection(partial(sqlite3.connect, database, **options), 64)
+    connection._thread.daemon = True
+    return connection
+
+
+def _roll_back_on_return(engine: AsyncEngine) -> None:
+    """Roll back a connection given back to the pool only if a transaction is open on it.
+
+    SQLAlchemy's own reset-on-return rolls back unconditionally, and when a session closes
+    it does so right after the session's own ROLLBACK; on SQLite each is a hop to the
+    connection's thread. Whether a transaction is open is known without one (see
+    ``_SqliteConnection``), and a ROLLBACK with none open does nothing. A connection that
+    cannot say, or cannot roll back, is discarded by the pool, as with SQLAlchemy's own
+    reset.
+    """
+
+    @event.listens_for(engine.sync_engine, "reset")
+    def _on_reset(dbapi_connection: Any, _record: Any, state: PoolResetState) -> None:
+        if not state.asyncio_safe:  # collected outside the loop: the pool terminates it
+            return
+        driver = getattr(dbapi_connection, "driver_connection", None)
+        in_transaction = getattr(driver, "in_transaction", True)
+        if in_transaction:
+            dbapi_connection.rollback()
 
 
 def create_session_factory(engine: AsyncEngine) -> WriteSessionFactory:

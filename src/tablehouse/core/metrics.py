@@ -71,13 +71,24 @@ class Metrics:
         )
         self._pools = _Pools()
         self.registry.register(self._pools)
+        # Each (route, method, status)'s labelled counter and histogram, looked up once: a
+        # ``labels()`` call takes a lock and builds the label tuple on every request. As many
+        # entries as the registry has series (the route is a template, never a raw path).
+        self._request_series: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
     def watch_pools(self, engines: Mapping[str, AsyncEngine]) -> None:
         self._pools.engines = dict(engines)
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
-        self.requests.labels(route, method, str(status)).inc()
-        self.latency.labels(route, method).observe(seconds)
+        key = (route, method, status)
+        series = self._request_series.get(key)
+        if series is None:
+            series = self._request_series[key] = (
+                self.requests.labels(route, method, str(status)),
+                self.latency.labels(route, method),
+            )
+        series[0].inc()
+        series[1].observe(seconds)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -1,16 +1,17 @@
 """What the query routes need besides the caller and the session: the query target, made
-from the runtime by the service's ``target_for``, the same function ``tablehouse query``
+once at start-up by the service's ``target_for``, the same function ``tablehouse query``
 calls (:func:`standalone_target`)."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated
+from typing import Annotated, cast
+from weakref import WeakKeyDictionary
 
-from fastapi import Depends
+from fastapi import Depends, Request
 
-from tablehouse.api.dependencies import RuntimeDep
+from tablehouse.api.runtime import Runtime
 from tablehouse.config import Settings
 from tablehouse.core.database import (
     ReadSessionFactory,
@@ -23,17 +24,31 @@ from tablehouse.core.limits import ConcurrencyLimit
 from tablehouse.query import service
 from tablehouse.query.events import QuerySource
 
+# Each runtime's target, made once (at start-up, by create_app's lifespan): nothing in it
+# depends on the request. Kept per runtime object, so a runtime made from another (with other
+# settings or another event sink) gets its own.
+_TARGETS: WeakKeyDictionary[Runtime, service.QueryTarget] = WeakKeyDictionary()
 
-async def get_target(runtime: RuntimeDep) -> service.QueryTarget:
-    return service.target_for(
-        runtime.settings,
-        runtime.query_engine,
-        runtime.backend,
-        slots=runtime.query_slots,
-        events=runtime.events,
-        statements=runtime.query_statements,
-        check_threads=runtime.query_check_threads,
-    )
+
+def target_of(runtime: Runtime) -> service.QueryTarget:
+    target = _TARGETS.get(runtime)
+    if target is None:
+        target = _TARGETS[runtime] = service.target_for(
+            runtime.settings,
+            runtime.query_engine,
+            runtime.backend,
+            slots=runtime.query_slots,
+            events=runtime.events,
+            statements=runtime.query_statements,
+            check_threads=runtime.query_check_threads,
+        )
+    return target
+
+
+async def get_target(request: Request) -> service.QueryTarget:
+    """The runtime's target, read straight from the app (a ``RuntimeDep`` would be one more
+    dependency to resolve)."""
+    return target_of(cast(Runtime, request.app.state.runtime))
 
 
 QueryTargetDep = Annotated[service.QueryTarget, Depends(get_target)]

@@ -63,8 +63,8 @@ class Limits:
 
 @dataclass(frozen=True, slots=True)
 class QueryTarget:
-    """Where and how statements run: made by ``target_for``, from the runtime for each
-    request (``dependencies.get_target``) or once by ``tablehouse query``."""
+    """Where and how statements run: made by ``target_for``, once at the server's start-up
+    (``dependencies.target_of``, one per runtime) or by ``tablehouse query``."""
 
     engine: AsyncEngine
     backend: Backend

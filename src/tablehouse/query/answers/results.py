@@ -11,12 +11,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tablehouse.query.answers.encoding import csv_value, encode
-from tablehouse.query.backends.execution import Column, Cursor, Row
+from tablehouse.query.backends.execution import FIRST_BATCH_ROWS, Column, Cursor, Row
 
-# Rows are fetched in batches that start small and grow while the rows stay small, so a
-# point query or a small aggregate takes one fetch, and rows of a megabyte each are never
-# fetched a thousand at a time: the next batch holds at most what the bytes left can take.
-FIRST_BATCH_ROWS = 16
+# Rows are fetched in batches that start small (FIRST_BATCH_ROWS) and grow while the rows
+# stay small, so a point query or a small aggregate takes one fetch, and rows of a megabyte
+# each are never fetched a thousand at a time: the next batch holds at most what the bytes
+# left can take.
 MAX_BATCH_ROWS = 1000
 BATCH_GROWTH = 4
 # A CSV or NDJSON stream sends chunks of about this many bytes.

@@ -25,6 +25,11 @@ log = structlog.get_logger(__name__)
 
 Row = Sequence[Any]
 
+# The first fetch of a result asks for at most this many rows (answers.results grows the
+# batches after it): a point query or a small aggregate takes one fetch, and a backend may
+# fetch them with the statement.
+FIRST_BATCH_ROWS = 16
+
 
 @dataclass(frozen=True, slots=True)
 class Statement:
@@ -89,7 +94,8 @@ class Executor(Protocol):
         max_rows: int | None = None,
     ) -> Cursor:
         """Begin and start the statement. ``memo`` lives as long as the connection;
-        ``max_rows``, when known, is the most rows the caller will fetch."""
+        ``max_rows``, when known, is the most rows the caller will fetch. The caller's first
+        fetch asks for ``min(max_rows, FIRST_BATCH_ROWS)`` rows."""
         ...
 
     async def close(self, raw: Any, memo: dict[Any, Any]) -> bool:

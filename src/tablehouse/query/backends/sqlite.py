@@ -10,10 +10,11 @@ import datetime as dt
 import re
 import sqlite3
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from tablehouse.errors import BadRequest, DatabaseUnavailable, QueryRefused, TablehouseError
 from tablehouse.query.backends.execution import (
+    FIRST_BATCH_ROWS,
     Column,
     Deadline,
     Row,
@@ -25,10 +26,8 @@ from tablehouse.query.guard.checks import ascii_lower
 
 # The progress handler runs every this many virtual machine steps (well under a millisecond).
 PROGRESS_STEPS = 1000
-_BEGAN = "tablehouse.query.began"
-_CURSOR = "tablehouse.query.cursor"
+_RUN = "tablehouse.query.run"
 _TIMER = "tablehouse.query.timer"
-_LENGTH_LIMIT = "tablehouse.query.length_limit"
 
 # SQLite's own names for the functions the guard allows (and for the operators SQLite runs
 # as functions: LIKE, GLOB, ->, ->>). The authorizer denies every other function, so a
@@ -62,6 +61,8 @@ TABLE_FUNCTIONS = frozenset({"json_each", "json_tree"})
 # last as long as the connection, schema changes included.
 _CONSTRUCT_TABLE_FUNCTIONS = "SELECT 1 FROM json_each('[]'), json_tree('[]')"
 _CONSTRUCTED = "tablehouse.query.table_functions"
+
+_T = TypeVar("_T")
 
 Authorizer = Callable[[int, str | None, str | None, str | None, str | None], int]
 
@@ -98,12 +99,6 @@ def authorizer(
     return check
 
 
-async def _construct_table_functions(raw: Any, memo: dict[Any, Any]) -> None:
-    if not memo.get(_CONSTRUCTED):
-        await (await raw.execute(_CONSTRUCT_TABLE_FUNCTIONS)).close()
-        memo[_CONSTRUCTED] = True
-
-
 # SQLAlchemy's text for a naive UTC date-time (what a datetime field holds on SQLite), and
 # SQLite's own (CURRENT_TIMESTAMP, datetime()): no offset, a space or a T.
 _STORED_DATETIME = re.compile(r"\d{4}-\d\d-\d\d[ T]\d\d:\d\d(:\d\d(\.\d{1,6})?)?")
@@ -128,16 +123,148 @@ def _typed_columns(names: list[str], statement: Statement) -> tuple[list[Column]
     return columns, [index for index, kind in enumerate(kinds) if kind == "datetime"]
 
 
+class _Run:
+    """One statement's work on the connection's thread. aiosqlite hands each call to that
+    thread and waits for its answer (a hop: ~15 futex calls and two GIL hand-offs), so the
+    statement is begun, guarded, run and its first rows fetched in one hop (``start``), and
+    ended in the hop that finds the last row, or in one of its own (``end``).
+
+    Every method runs on the connection's thread."""
+
+    def __init__(
+        self,
+        connection: sqlite3.Connection,
+        statement: Statement,
+        deadline: Deadline,
+        authorize: Authorizer,
+        max_value_bytes: int,
+    ) -> None:
+        self.connection = connection
+        self.statement = statement
+        self.deadline = deadline
+        self.authorize = authorize
+        self.max_value_bytes = max_value_bytes
+        self.began = False
+        self.length_limit: int | None = None
+        self.progress = False
+        self.cursor: sqlite3.Cursor | None = None
+        self.ended = False
+        self.failure: Exception | None = None  # why ending failed: the connection goes
+
+    def start(self, construct: bool, first: int) -> tuple[list[str], list[Any]]:
+        """Begin (unless the unit of work has), limit length and time, build the table
+        functions (``construct``), authorize and run the statement, and fetch up to
+        ``first`` rows: the column names and the rows. Fewer rows than ``first`` means the
+        result is exhausted, and the run has ended. Whatever fails, the run is ended before
+        the error is raised."""
+        connection = self.connection
+        try:
+            # On the request's own connection the read transaction is open already: the
+            # query then sees the same snapshot as the catalogue lookup, and the unit of
+            # work ends it.
+            if not connection.in_transaction:
+                connection.execute("BEGIN").close()
+                self.began = True
+            # Size: SQLite's length limit stops any string or blob, built or read, from
+            # passing max_value_bytes.
+            self.length_limit = connection.setlimit(
+                sqlite3.SQLITE_LIMIT_LENGTH, self.max_value_bytes
+            )
+            deadline = self.deadline
+            connection.set_progress_handler(lambda: 1 if deadline.passed() else 0, PROGRESS_STEPS)
+            self.progress = True
+            if construct:
+                connection.execute(_CONSTRUCT_TABLE_FUNCTIONS).close()
+            connection.set_authorizer(self.authorize)
+            try:
+                self.cursor = connection.execute(self.statement.sql, dict(self.statement.values))
+            finally:
+                # The authorizer is consulted while compiling only; our own ROLLBACK
+                # needs none.
+                connection.set_authorizer(None)
+            names = [description[0] for description in self.cursor.description or ()]
+            rows = self.cursor.fetchmany(first)
+        except BaseException:
+            self._end_quietly()
+            raise
+        if len(rows) < first:
+            self._end_quietly()
+        return names, rows
+
+    def fetch(self, count: int) -> list[Any]:
+        """Up to ``count`` more rows; fewer means exhausted, and the run has ended."""
+        try:
+            assert self.cursor is not None
+            rows = self.cursor.fetchmany(count)
+        except BaseException:
+            self._end_quietly()
+            raise
+        if len(rows) < count:
+            self._end_quietly()
+        return rows
+
+    def end(self) -> None:
+        """Close the cursor, take the handlers off, restore the length limit (stored rows
+        read by the rows API must not meet the query's) and roll back what ``start``
+        began. Raises if the connection cannot be trusted any more."""
+        self.ended = True
+        connection = self.connection
+        if self.cursor is not None:
+            self.cursor.close()  # a statement left running would block the rollback
+            self.cursor = None
+        if self.progress:
+            connection.set_progress_handler(None, 0)
+            self.progress = False
+        if self.length_limit is not None:
+            connection.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, self.length_limit)
+            self.length_limit = None
+        if self.began and connection.in_transaction:
+            connection.execute("ROLLBACK").close()
+
+    def _end_quietly(self) -> None:
+        """``end`` inside another hop: a failure is kept for ``SqliteExecutor.close`` to
+        raise, so that the answer (or the statement's own error) still goes out."""
+        if self.ended:
+            return
+        try:
+            self.end()
+        except Exception as exc:
+            self.failure = exc
+
+
+def _take(rows: list[Any], count: int) -> tuple[list[Any], list[Any]]:
+    return rows[:count], rows[count:]
+
+
 class SqliteCursor:
-    def __init__(self, cursor: Any, columns: list[Column], datetimes: Sequence[int] = ()) -> None:
+    """Rows fetched with the statement are handed out first; more are fetched one hop per
+    batch until the result is exhausted."""
+
+    def __init__(
+        self,
+        raw: Any,
+        run: _Run,
+        columns: list[Column],
+        first: list[Any],
+        *,
+        exhausted: bool,
+        datetimes: Sequence[int] = (),
+    ) -> None:
         self.columns = columns
-        self._cursor = cursor
+        self._raw = raw
+        self._run = run
+        self._buffered = first
+        self._exhausted = exhausted
         self._datetimes = datetimes
 
     async def fetch(self, count: int) -> list[Row]:
-        rows = await self._cursor.fetchmany(count)
+        rows, self._buffered = _take(self._buffered, count)
+        if len(rows) < count and not self._exhausted:
+            more = await _on_connection_thread(self._raw, self._run.fetch, count - len(rows))
+            self._exhausted = len(more) < count - len(rows)
+            rows.extend(more)
         if not self._datetimes:
-            return list(rows)
+            return rows
         converted: list[Row] = []
         for row in rows:
             values = list(row)
@@ -169,59 +296,43 @@ class SqliteExecutor:
         *,
         max_rows: int | None = None,
     ) -> SqliteCursor:
-        # On the request's own connection the read transaction is open already: the query
-        # then sees the same snapshot as the catalogue lookup, and the unit of work ends it.
-        memo[_BEGAN] = not raw.in_transaction
-        if memo[_BEGAN]:
-            await raw.execute("BEGIN")
-        await self._interrupt_and_limit(raw, deadline, memo)
-        await raw.set_progress_handler(lambda: 1 if deadline.passed() else 0, PROGRESS_STEPS)
-        await _construct_table_functions(raw, memo)
-        await raw.set_authorizer(
-            authorizer(frozenset(statement.tables), self._functions, statement.ctes)
-        )
-        try:
-            cursor = await raw.execute(statement.sql, dict(statement.values))
-        finally:
-            # The authorizer is consulted while compiling only; our own ROLLBACK needs none.
-            await raw.set_authorizer(None)
-        memo[_CURSOR] = cursor
-        names = [description[0] for description in cursor.description or ()]
-        columns, datetimes = _typed_columns(names, statement)
-        return SqliteCursor(cursor, columns, datetimes)
-
-    async def _interrupt_and_limit(
-        self, raw: Any, deadline: Deadline, memo: dict[Any, Any]
-    ) -> None:
-        """Time: the progress handler runs every PROGRESS_STEPS steps, but a few steps can
-        take seconds (a function over megabytes), so a timer interrupts the statement at the
-        deadline as well; SQLite notices it at the next row. Size: SQLite's length limit
-        stops any string or blob, built or read, from passing ``max_value_bytes``."""
         connection = _sqlite3_connection(raw)
+        run = _Run(
+            connection,
+            statement,
+            deadline,
+            authorizer(frozenset(statement.tables), self._functions, statement.ctes),
+            self._max_value_bytes,
+        )
+        memo[_RUN] = run
+        # Time: the progress handler runs every PROGRESS_STEPS steps, but a few steps can
+        # take seconds (a function over megabytes), so a timer interrupts the statement at
+        # the deadline as well; SQLite notices it at the next row.
         memo[_TIMER] = asyncio.get_running_loop().call_later(
             deadline.remaining(),
             connection.interrupt,  # thread-safe, as it must be
         )
-        memo[_LENGTH_LIMIT] = await _on_connection_thread(
-            raw, connection.setlimit, sqlite3.SQLITE_LIMIT_LENGTH, self._max_value_bytes
+        # The first fetch the caller makes asks for this many (see execution.FIRST_BATCH_ROWS).
+        first = min(max_rows or FIRST_BATCH_ROWS, FIRST_BATCH_ROWS)
+        construct = not memo.get(_CONSTRUCTED)
+        names, rows = await _on_connection_thread(raw, run.start, construct, first)
+        memo[_CONSTRUCTED] = True
+        columns, datetimes = _typed_columns(names, statement)
+        return SqliteCursor(
+            raw, run, columns, rows, exhausted=len(rows) < first, datetimes=datetimes
         )
 
     async def close(self, raw: Any, memo: dict[Any, Any]) -> bool:
         timer = memo.pop(_TIMER, None)
         if timer is not None:
             timer.cancel()  # before anything else runs on this connection
-        cursor = memo.pop(_CURSOR, None)
-        if cursor is not None:
-            await cursor.close()  # a statement left running would block the commit
-        await raw.set_progress_handler(None, 0)
-        length_limit = memo.pop(_LENGTH_LIMIT, None)
-        if length_limit is not None:
-            # Stored rows read by the rows API must not meet the query's limit.
-            await _on_connection_thread(
-                raw, _sqlite3_connection(raw).setlimit, sqlite3.SQLITE_LIMIT_LENGTH, length_limit
-            )
-        if memo.pop(_BEGAN, True) and raw.in_transaction:
-            await raw.execute("ROLLBACK")
+        run: _Run | None = memo.pop(_RUN, None)
+        if run is None:
+            return True
+        if not run.ended:
+            await _on_connection_thread(raw, run.end)
+        elif run.failure is not None:
+            raise run.failure  # the connection is discarded
         return True
 
     def translate(
@@ -253,13 +364,15 @@ class SqliteExecutor:
 
 
 def _sqlite3_connection(raw: Any) -> sqlite3.Connection:
-    """The sqlite3 connection under aiosqlite's, for what aiosqlite does not wrap
-    (``setlimit``) and for ``interrupt``, which must not wait behind the running statement."""
+    """The sqlite3 connection under aiosqlite's, for the calls made on its thread and for
+    ``interrupt``, which must not wait behind the running statement."""
     connection: sqlite3.Connection = raw._conn
     return connection
 
 
-async def _on_connection_thread(raw: Any, call: Callable[..., int], *arguments: int) -> int:
-    """``call`` run on aiosqlite's thread: sqlite3 refuses most calls from other threads."""
-    result: int = await raw._execute(call, *arguments)
+async def _on_connection_thread(raw: Any, call: Callable[..., _T], *arguments: Any) -> _T:
+    """``call`` run on aiosqlite's thread in one hop: sqlite3 refuses most calls from other
+    threads. ``_execute`` is aiosqlite's private way in (as ``execute`` itself uses it); the
+    dependency is pinned to >=0.22,<0.23 for it."""
+    result: _T = await raw._execute(call, *arguments)
     return result
