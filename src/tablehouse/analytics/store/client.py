@@ -22,14 +22,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-import structlog
-
-from tablehouse.analytics.store.residency import release_start_up_pages
-
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
 
-log = structlog.get_logger(__name__)
 T = TypeVar("T")
 CHDB_PREFIX = "chdb:///"
 CONNECT_TIMEOUT_S = 5
@@ -315,9 +310,6 @@ class AnalyticsStore:
             # Whatever the server said, no data is at fault yet: the caller should keep it.
             message = f"cannot prepare analytics store {target.describe()}: {exc}"
             raise StoreUnavailable(message) from exc
-        if target.embedded:
-            released = release_start_up_pages()
-            log.info("analytics.engine_started", released_mib=round(released / 2**20))
         return client
 
     def _new_client(self) -> Client:
