@@ -107,6 +107,7 @@ async def test_the_store_answers_after_its_start_up_pages_are_released(
 ) -> None:
     """Dropping chDB's clean library pages leaves nothing it needs behind: they come back
     from the file on use."""
+    await analytics_store.query("SELECT version()")  # what it ran is resident again
     released = release_start_up_pages()
     await analytics_store.command("CREATE TABLE t (n UInt64) ENGINE = MergeTree ORDER BY n")
     await analytics_store.insert("t", ["n"], [[1], [2], [3]])
