@@ -13,14 +13,29 @@ for less than 300 MB for each of:
   ``bench/sql_checks.py`` measures the statement cache at the caps).
 
 Run: ``uv run python bench/memory.py [--backend sqlite|postgresql] [--ingest-mib N]``
+
+``--resident`` measures something else: the resident memory (``VmRSS``) of a real ``tablehouse
+serve`` process on SQLite, once it has started and after N queries (``--queries``, 10,000 by
+default: ``POST /api/v1/query`` with an API key, point queries on an ``events`` table of
+10,000 rows, 4 at a time), with the embedded analytics store (the default) and with
+``ANALYTICS_ENABLED=false``. Issue 16 asks for at most 250 MB after start with the embedded
+store, 350 MB after 10,000 queries. Each figure is split into anonymous memory and file pages
+(``RssAnon``/``RssFile``: libraries' code, which the kernel may drop and read back), and says
+whether chDB's library is mapped. "idle" is the same server a metrics sample later (its
+first write to the store opens chDB). When Datasette is importable, it is measured the same
+way on the same rows (``GET /<db>.json?sql=``). Run: ``uv run python bench/memory.py
+--resident [--queries N]``
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import os
 import platform
+import random
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -63,6 +78,17 @@ def _status(pid: int) -> dict[str, int]:
         name, _, value = line.partition(":")
         if name in ("VmRSS", "VmHWM"):
             figures[name] = int(value.split()[0])
+    return figures
+
+
+def _resident(pid: int) -> dict[str, float]:
+    """VmRSS, RssAnon and RssFile in MB, and whether chDB's library is mapped."""
+    figures: dict[str, float] = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name in ("VmRSS", "RssAnon", "RssFile"):
+            figures[name] = int(value.split()[0]) * 1024 / 1e6
+    figures["chdb"] = float("_chdb." in Path(f"/proc/{pid}/maps").read_text())
     return figures
 
 
@@ -170,11 +196,164 @@ def _cases(backend: str, ingest_mib: int) -> dict[str, Case]:
     }
 
 
+RESIDENT_ROWS = 10_000
+RESIDENT_CONCURRENCY = 4  # QUERY_MAX_CONCURRENT_PER_USER, by default
+START_BUDGET_MB, LOADED_BUDGET_MB = 250, 350
+SAMPLE_SECONDS = 2  # METRICS_SAMPLE_INTERVAL_SECONDS in the resident runs: "idle" waits for it
+
+
+async def _queries(n: int, send: Callable[[int], Awaitable[int]]) -> None:
+    """``n`` point queries, ``RESIDENT_CONCURRENCY`` at a time; each must answer 200."""
+    ids = iter(range(n))
+    failed: list[int] = []
+
+    async def worker() -> None:
+        for _ in ids:
+            status = await send(random.randint(1, RESIDENT_ROWS))
+            if status != 200:
+                failed.append(status)
+
+    await asyncio.gather(*(worker() for _ in range(RESIDENT_CONCURRENCY)))
+    if failed:
+        raise RuntimeError(f"{len(failed)} of {n} queries failed: {sorted(set(failed))}")
+
+
+def _settle(pid: int) -> dict[str, float]:
+    """RSS once it has stopped moving (a second apart, within 1 MB; at most 10 s)."""
+    last = _resident(pid)
+    for _ in range(10):
+        time.sleep(1)
+        now = _resident(pid)
+        if abs(now["VmRSS"] - last["VmRSS"]) < 1:
+            return now
+        last = now
+    return last
+
+
+def _tablehouse_resident(folder: Path, analytics: bool, n: int) -> list[dict[str, float]]:
+    """RSS after start, idle a metrics sample later, and after ``n`` queries."""
+    case = folder / ("analytics-on" if analytics else "analytics-off")
+    case.mkdir()
+    database_url = f"sqlite+aiosqlite:///{case / 'memory.db'}"
+    env = query_bench._server_env(
+        DATABASE_URL=database_url,
+        DATA_DIR=str(case),
+        LOG_LEVEL="WARNING",
+        ANALYTICS_ENABLED=str(analytics).lower(),
+        METRICS_SAMPLE_INTERVAL_SECONDS=str(SAMPLE_SECONDS),
+    )
+    subprocess.run(
+        [sys.executable, "-m", "tablehouse", "db", "upgrade"],
+        env={**env, "LOG_LEVEL": "ERROR"},
+        check=True,
+        capture_output=True,
+    )
+    port = query_bench._free_port()
+    command = [sys.executable, "-m", "tablehouse", "serve", "--port", str(port)]
+    with query_bench._process(command, env, port, case / "server.log") as process:
+        started = _settle(process.pid)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=600) as client:
+            key = query_bench._prepare_dataset(client, RESIDENT_ROWS)
+        time.sleep(SAMPLE_SECONDS * 2)  # a metrics sample, written (or logged)
+        idle = _settle(process.pid)
+
+        async def run() -> None:
+            headers = {"Authorization": f"Bearer {key}"}
+            async with httpx.AsyncClient(
+                base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=60
+            ) as http:
+
+                async def send(row: int) -> int:
+                    sql = "select * from events where id = :id"
+                    body = {"sql": sql, "params": {"id": row}}
+                    return (await http.post("/api/v1/query", json=body)).status_code
+
+                await _queries(n, send)
+
+        asyncio.run(run())
+        loaded = _settle(process.pid)
+    return [started, idle, loaded]
+
+
+def _datasette_resident(folder: Path, n: int) -> list[dict[str, float]] | None:
+    """The same for Datasette on the same rows, or None when it is not installed."""
+    if importlib.util.find_spec("datasette") is None:
+        return None
+    database = folder / "events.db"
+    with sqlite3.connect(database) as connection:
+        connection.execute(
+            "create table events (id integer primary key, user_id integer not null, "
+            "kind text, amount real)"
+        )
+        lines = query_bench._csv(RESIDENT_ROWS).decode().splitlines()[1:]
+        connection.executemany(
+            "insert into events values (?, ?, ?, ?)", (line.split(",") for line in lines)
+        )
+    port = query_bench._free_port()
+    command = [sys.executable, "-m", "datasette", "serve", str(database), "--port", str(port)]
+    env = query_bench._server_env()
+    with query_bench._process(command, env, port, folder / "datasette.log") as process:
+        started = _settle(process.pid)
+
+        async def run() -> None:
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60) as http:
+
+                async def send(row: int) -> int:
+                    params = {"sql": "select * from events where id = :id", "id": str(row)}
+                    return (await http.get("/events.json", params=params)).status_code
+
+                await _queries(n, send)
+
+        asyncio.run(run())
+        loaded = _settle(process.pid)
+    return [started, started, loaded]
+
+
+def _resident_report(n: int) -> None:
+    folder = Path(tempfile.mkdtemp(prefix="tablehouse-resident-"))
+    rows = {
+        "Tablehouse, embedded analytics (default)": _tablehouse_resident(folder, True, n),
+        "Tablehouse, ANALYTICS_ENABLED=false": _tablehouse_resident(folder, False, n),
+    }
+    peer = _datasette_resident(folder, n)
+    if peer is not None:
+        rows["Datasette (same rows)"] = peer
+    today = datetime.now(UTC).date().isoformat()
+    machine = f"{platform.platform()} · {os.cpu_count()} cores"
+    print(f"{today} · {machine} · Python {platform.python_version()}")
+    print(f"load average at the end: {os.getloadavg()[0]:.2f}")
+    print(
+        f"SQLite; {RESIDENT_ROWS:,} rows; {n:,} point queries, {RESIDENT_CONCURRENCY} at a "
+        f"time; budget (embedded analytics): {START_BUDGET_MB} MB after start, "
+        f"{LOADED_BUDGET_MB} MB after 10,000 queries\n"
+    )
+    print(
+        "| server | after start, MB (anon + file) | idle after a metrics sample, MB | "
+        f"after {n:,} queries, MB | chDB mapped (start / idle / end) |"
+    )
+    print("|---|---:|---:|---:|---|")
+
+    def shown(figures: dict[str, float]) -> str:
+        return f"{figures['VmRSS']:,.0f} ({figures['RssAnon']:,.0f} + {figures['RssFile']:,.0f})"
+
+    for name, (started, idle, loaded) in rows.items():
+        mapped = " / ".join("yes" if f["chdb"] else "no" for f in (started, idle, loaded))
+        idle_shown = "n/a" if idle is started else shown(idle)
+        print(f"| {name} | {shown(started)} | {idle_shown} | {shown(loaded)} | {mapped} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument("--ingest-mib", type=int, default=1024)
+    parser.add_argument(
+        "--resident", action="store_true", help="RSS after start and after --queries queries"
+    )
+    parser.add_argument("--queries", type=int, default=10_000)
     args = parser.parse_args()
+    if args.resident:
+        _resident_report(args.queries)
+        return
     folder = Path(tempfile.mkdtemp(prefix="tablehouse-memory-"))
     database = f"th_bench_{uuid.uuid4().hex[:8]}"
     if args.backend == "postgresql":

@@ -122,6 +122,13 @@ def test_while_a_server_holds_the_store_cli_queries_reach_it_and_reads_say_what_
 ) -> None:
     with running_server(env, tmp_path / "server.log") as server:
         token = _token(server.base_url)
+        # The server opens the embedded store at its first use (here a read), not at start.
+        opened = httpx.get(
+            f"{server.base_url}/api/v1/queries",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=60,
+        )
+        assert opened.status_code == 200, opened.text
         ran = run_tablehouse("query", "SELECT 'through the server' AS via", "--as", OWNER, env=env)
         logged = _cli_queries_in_history(server.base_url, token, within=30)
         status = run_tablehouse("analytics", "status", env=env)
