@@ -51,8 +51,10 @@ def test_a_server_loads_chdb_at_its_first_write_and_logs_the_first_query(
             # Nothing has read the log yet: what opens chDB is the writer's first batch.
             wait_until_sync(lambda: maps_chdb(pid), within=60, what="chDB is loaded", poll=0.05)
             logged = client.get("/api/v1/queries", headers=headers).json()
+            ready_after = client.get("/health/ready").json()
 
-    assert ready["analytics"] == {"status": "starting"}
+    assert ready["analytics"] == {"status": "idle"}
+    assert ready_after["analytics"] == {"status": "ok"}
     assert not loaded_at_start
     assert answered.status_code == 200, answered.text
     assert logged["total"] == 1

@@ -24,7 +24,7 @@ class AnalyticsState(BaseModel):
     """Where this instance's events are. An analytics store that is away never makes the
     instance unready: events wait in the spool and are replayed when it answers."""
 
-    status: Literal["ok", "starting", "unavailable", "disabled"]
+    status: Literal["ok", "idle", "starting", "unavailable", "disabled"]
     store: str | None = None
     pending: int = Field(0, description="Events in memory, not yet written")
     spooled: int = Field(0, description="Events waiting on local disk for the store")
@@ -55,7 +55,7 @@ class Readiness(BaseModel):
 
 
 class PartStatus(BaseModel):
-    status: Literal["ok", "unreachable", "starting", "unavailable", "disabled"]
+    status: Literal["ok", "idle", "unreachable", "starting", "unavailable", "disabled"]
 
 
 class ReadinessSummary(BaseModel):

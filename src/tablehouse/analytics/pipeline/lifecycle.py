@@ -258,7 +258,12 @@ class Analytics:
         """For readiness: whether events reach the store, and how many wait where."""
         counts = self.writer.counts()
         if not self._gate.prepared:
-            status = "starting" if self._prepare_error is None else "unavailable"
+            if self._prepare_error is not None:
+                status = "unavailable"
+            elif self._on_first_use and not self._preparation.locked():
+                status = "idle"  # the embedded store, not needed yet: nothing is wrong
+            else:
+                status = "starting"
         else:
             status = "ok" if counts.store_available else "unavailable"
         return {
