@@ -455,19 +455,33 @@ def report(options: Options, results: dict[str, Result], pg_version: str, wall: 
     return errors == 0
 
 
-def _options() -> Options:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def load_parser(description: str, cases: tuple[str, ...], rounds: str) -> argparse.ArgumentParser:
+    """The options of a wrk-driven comparison (this script's and bench/peers.py's);
+    ``rounds`` says what a round alternates."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--concurrency", type=int, default=32, help="wrk connections")
     parser.add_argument("--duration", type=int, default=10, help="seconds per measurement")
     parser.add_argument("--warmup", type=int, default=3, help="seconds before each")
-    parser.add_argument("--rounds", type=int, default=2, help="API/floor alternations")
+    parser.add_argument("--rounds", type=int, default=2, help=rounds)
     parser.add_argument("--wrk-threads", type=int, default=1)
-    parser.add_argument("--cases", default=",".join(CASES), help="comma-separated")
-    arguments = parser.parse_args()
-    cases = tuple(name.strip() for name in arguments.cases.split(",") if name.strip())
-    if unknown := sorted(set(cases) - set(CASES)):
-        parser.error(f"unknown cases: {', '.join(unknown)}; choose from {', '.join(CASES)}")
+    parser.add_argument("--cases", default=",".join(cases), help="comma-separated")
+    return parser
+
+
+def choices(
+    parser: argparse.ArgumentParser, given: str, allowed: tuple[str, ...]
+) -> tuple[str, ...]:
+    chosen = tuple(name.strip() for name in given.split(",") if name.strip())
+    if unknown := sorted(set(chosen) - set(allowed)):
+        parser.error(f"unknown: {', '.join(unknown)}; choose from {', '.join(allowed)}")
+    return chosen
+
+
+def load_options(
+    parser: argparse.ArgumentParser, arguments: argparse.Namespace, cases: tuple[str, ...]
+) -> Options:
+    chosen = choices(parser, arguments.cases, cases)
     if shutil.which("wrk") is None:
         sys.exit("wrk is not on PATH (apt-get install wrk)")
     return Options(
@@ -477,8 +491,13 @@ def _options() -> Options:
         warmup=arguments.warmup,
         rounds=arguments.rounds,
         wrk_threads=arguments.wrk_threads,
-        cases=cases,
+        cases=chosen,
     )
+
+
+def _options() -> Options:
+    parser = load_parser(__doc__.splitlines()[0], CASES, "API/floor alternations")
+    return load_options(parser, parser.parse_args(), CASES)
 
 
 def main() -> None:

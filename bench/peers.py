@@ -55,7 +55,6 @@ Run: ``uv run python bench/peers.py [--duration 10] [--warmup 3] [--rounds 2]
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import csv
 import io
@@ -63,7 +62,6 @@ import os
 import platform
 import resource
 import secrets
-import shutil
 import sqlite3
 import sys
 import tempfile
@@ -370,38 +368,12 @@ def report(options: Options, outcome: Outcome, pg_version: str, wall: float) -> 
     return errors == 0
 
 
-def _choices(parser: argparse.ArgumentParser, given: str, allowed: tuple[str, ...]) -> list[str]:
-    chosen = [name.strip() for name in given.split(",") if name.strip()]
-    if unknown := sorted(set(chosen) - set(allowed)):
-        parser.error(f"unknown: {', '.join(unknown)}; choose from {', '.join(allowed)}")
-    return chosen
-
-
 def _options() -> tuple[Options, tuple[str, ...]]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=100_000)
-    parser.add_argument("--concurrency", type=int, default=32, help="wrk connections")
-    parser.add_argument("--duration", type=int, default=10, help="seconds per measurement")
-    parser.add_argument("--warmup", type=int, default=3, help="seconds before each")
-    parser.add_argument("--rounds", type=int, default=2, help="passes over the targets")
-    parser.add_argument("--wrk-threads", type=int, default=1)
-    parser.add_argument("--cases", default=",".join(CASES), help="comma-separated")
+    parser = hot_paths.load_parser(__doc__.splitlines()[0], CASES, "passes over the targets")
     parser.add_argument("--targets", default=",".join(TARGETS), help="comma-separated")
     arguments = parser.parse_args()
-    cases = _choices(parser, arguments.cases, CASES)
-    targets = _choices(parser, arguments.targets, TARGETS)
-    if shutil.which("wrk") is None:
-        sys.exit("wrk is not on PATH (apt-get install wrk)")
-    options = Options(
-        rows=arguments.rows,
-        concurrency=arguments.concurrency,
-        duration=arguments.duration,
-        warmup=arguments.warmup,
-        rounds=arguments.rounds,
-        wrk_threads=arguments.wrk_threads,
-        cases=tuple(cases),
-    )
-    return options, tuple(targets)
+    targets = hot_paths.choices(parser, arguments.targets, TARGETS)
+    return hot_paths.load_options(parser, arguments, CASES), targets
 
 
 def main() -> None:

@@ -9,7 +9,6 @@ name, the logger, the metrics' series) is made once.
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 import time
@@ -28,11 +27,9 @@ CLIENT_CLOSED_REQUEST = 499
 # A caller's own id is kept (useful behind a proxy) only if it is short and plain.
 _ACCEPTABLE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
+# Below LOG_LEVEL (the access log at WARNING) its line is dropped by the logger's level check
+# before any processor runs (core.logging).
 log = structlog.get_logger("tablehouse.request")
-# The access log's level is checked on the standard logger before structlog is called: a
-# line below LOG_LEVEL (the access log at WARNING) then costs one cached comparison instead
-# of binding a logger and starting its processor chain only to drop the line.
-_access_log = logging.getLogger("tablehouse.request")
 
 
 def _request_id_from(scope: Scope) -> str:
@@ -107,14 +104,13 @@ class RequestContextMiddleware:
             await _send_internal_error(send_with_request_id, request_id)
         finally:
             seconds = time.perf_counter() - started
-            if _access_log.isEnabledFor(logging.INFO):
-                log.info(
-                    "request",
-                    method=scope["method"],
-                    path=scope["path"],
-                    status=status,
-                    duration_ms=round(seconds * 1000, 2),
-                )
+            log.info(
+                "request",
+                method=scope["method"],
+                path=scope["path"],
+                status=status,
+                duration_ms=round(seconds * 1000, 2),
+            )
             if self.metrics is not None:
                 # The route's template (/api/v1/schemas/{name}), never the raw path: one
                 # series per endpoint, however many names and ids users send.
